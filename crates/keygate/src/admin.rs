@@ -1,0 +1,347 @@
+//! The admin API, `/admin/v1/…`: keys and usage. Every route requires an
+//! admin credential; data-plane keys get 403.
+
+use crate::auth::extract::{refuse_credential_in_query, required_credential};
+use crate::auth::{key, KeyKind, ModelAllowlist};
+use crate::error::{ApiError, ErrorShape, ShapedError};
+use crate::server::AppState;
+use crate::store::{KeyRecord, UsageFilter};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type AdminResult = Result<Response, ShapedError>;
+
+fn fail(error: ApiError) -> ShapedError {
+    ShapedError(error, ErrorShape::OpenAi)
+}
+
+fn store_failed(error: crate::store::StoreError) -> ShapedError {
+    tracing::error!(error = %error, "admin store operation failed");
+    fail(ApiError::unavailable(
+        "The store is unavailable; retry shortly.",
+    ))
+}
+
+/// Routes under `/admin/v1`.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/keys", post(create_key).get(list_keys))
+        .route("/keys/{id}", get(show_key).delete(revoke_key_by_delete))
+        .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/usage", get(usage_totals))
+        .route("/usage/events", get(usage_events))
+        .layer(axum::middleware::from_fn_with_state(state, require_admin))
+}
+
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match admin_credential(&state, &request) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.to_response(ErrorShape::OpenAi),
+    }
+}
+
+fn admin_credential(state: &AppState, request: &Request) -> Result<(), ApiError> {
+    refuse_credential_in_query(request.uri().query())?;
+    let entry = state.keys.verify(
+        required_credential(request.headers())?,
+        crate::time::now_ms(),
+    )?;
+    if entry.kind != KeyKind::Admin {
+        return Err(ApiError::forbidden(
+            "admin_required",
+            "This route needs an admin credential; API keys cannot administer the gateway.",
+        ));
+    }
+    Ok(())
+}
+
+/// A key as the admin API shows it: never the secret.
+fn key_view(record: &KeyRecord, now: i64) -> Value {
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "env": record.env,
+        "status": status,
+        "hint": record.hint,
+        "models": record.models,
+        "created_at": crate::time::rfc3339(record.created_at),
+        "expires_at": record.expires_at.map(crate::time::rfc3339),
+        "revoked_at": record.revoked_at.map(crate::time::rfc3339),
+        "revoke_reason": record.revoke_reason,
+    })
+}
+
+/// Body of `POST /admin/v1/keys`. Unknown fields are refused, so a client
+/// cannot set anything the API does not offer (OWASP API3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    env: Option<String>,
+    /// A duration from now (`30d`) or an RFC 3339 time.
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+const MAX_NAME: usize = 128;
+const MAX_MODEL_PATTERNS: usize = 256;
+
+async fn create_key(State(state): State<AppState>, request: Request) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: CreateKey = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(ApiError::invalid_request(format!(
+            "Invalid key definition: {}",
+            crate::error::printable(&e.to_string())
+        )))
+    })?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(fail(ApiError::invalid_param(
+            "name",
+            format!("'name' must be 1-{MAX_NAME} printable characters."),
+        )));
+    }
+    if input.models.len() > MAX_MODEL_PATTERNS
+        || input.models.iter().any(|m| m.is_empty() || m.len() > 256)
+    {
+        return Err(fail(ApiError::invalid_param(
+            "models",
+            format!("'models' takes at most {MAX_MODEL_PATTERNS} non-empty patterns of up to 256 characters."),
+        )));
+    }
+    ModelAllowlist::new(input.models.clone())
+        .map_err(|e| fail(ApiError::invalid_param("models", e)))?;
+    let env = input.env.unwrap_or_else(|| "live".into());
+    if !state.config.environments.contains(&env) {
+        return Err(fail(ApiError::invalid_param(
+            "env",
+            format!(
+                "Unknown environment '{}'; configured: {}.",
+                crate::error::printable(&env),
+                state.config.environments.join(", ")
+            ),
+        )));
+    }
+    let now = crate::time::now_ms();
+    let expires_at = input
+        .expires
+        .as_deref()
+        .map(|text| crate::time::parse_time_or_duration(text, now))
+        .transpose()
+        .map_err(|e| {
+            fail(ApiError::invalid_param(
+                "expires",
+                crate::error::printable(&e),
+            ))
+        })?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(fail(ApiError::invalid_param(
+            "expires",
+            "'expires' must be in the future.",
+        )));
+    }
+
+    let secret = key::generate(&env);
+    let record = KeyRecord {
+        id: key::new_key_id(),
+        kind: KeyKind::Data,
+        name: name.to_string(),
+        env,
+        secret_hash: hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+        hint: key::hint(secret.expose_secret()),
+        models: input.models,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        revoke_reason: None,
+        updated_at: now,
+    };
+    state
+        .store
+        .insert_key(&record)
+        .await
+        .map_err(store_failed)?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, env = %record.env, "key created");
+    let mut view = key_view(&record, now);
+    // The secret is shown exactly once, here.
+    view["key"] = Value::String(secret.expose_secret().to_string());
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_keys(State(state): State<AppState>) -> AdminResult {
+    let now = crate::time::now_ms();
+    let keys = state
+        .store
+        .list_keys(KeyKind::Data)
+        .await
+        .map_err(store_failed)?;
+    let data: Vec<Value> = keys.iter().map(|k| key_view(k, now)).collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+async fn find_data_key(state: &AppState, id: &str) -> Result<KeyRecord, ShapedError> {
+    state
+        .store
+        .get_key(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|k| k.kind == KeyKind::Data)
+        .ok_or_else(|| {
+            fail(ApiError::not_found(format!(
+                "No key with id '{}'.",
+                crate::error::printable(id)
+            )))
+        })
+}
+
+async fn show_key(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    let record = find_data_key(&state, &id).await?;
+    Ok(Json(key_view(&record, crate::time::now_ms())).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeKey {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke(state: &AppState, id: &str, reason: Option<String>) -> AdminResult {
+    find_data_key(state, id).await?;
+    let reason = reason
+        .map(|r| crate::error::printable(r.trim()))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "revoked by admin".into());
+    let now = crate::time::now_ms();
+    let record = state
+        .store
+        .revoke_key(id, now, &reason)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| fail(ApiError::not_found("The key vanished while being revoked.")))?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, "key revoked");
+    Ok(Json(key_view(&record, now)).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map_err(|_| fail(ApiError::payload_too_large(16 * 1024)))?;
+    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RevokeKey::default()
+    } else {
+        let bytes =
+            crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), 16 * 1024)
+                .await
+                .map_err(fail)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            fail(ApiError::invalid_request(format!(
+                "Invalid revocation: {}",
+                crate::error::printable(&e.to_string())
+            )))
+        })?
+    };
+    revoke(&state, &id, input.reason).await
+}
+
+async fn revoke_key_by_delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    revoke(&state, &id, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    key_id: Option<String>,
+    /// RFC 3339 time, or a duration back from now (`24h`).
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+}
+
+fn usage_query(uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
+    let Query(query) = Query::<UsageQuery>::try_from_uri(uri).map_err(|e| {
+        fail(ApiError::invalid_request(crate::error::printable(
+            &e.body_text(),
+        )))
+    })?;
+    let now = crate::time::now_ms();
+    let when = |param: &'static str, text: Option<String>| -> Result<Option<i64>, ShapedError> {
+        text.map(|t| match chrono::DateTime::parse_from_rfc3339(&t) {
+            Ok(time) => Ok(time.timestamp_millis()),
+            Err(_) => humantime::parse_duration(&t)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .map(|ms| now.saturating_sub(ms))
+                .ok_or_else(|| {
+                    fail(ApiError::invalid_param(
+                        param,
+                        format!("'{param}' must be an RFC 3339 time or a duration like 24h."),
+                    ))
+                }),
+        })
+        .transpose()
+    };
+    let filter = UsageFilter {
+        key_id: query.key_id,
+        since: when("since", query.since)?,
+        until: when("until", query.until)?,
+    };
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(fail(ApiError::invalid_param(
+            "limit",
+            "'limit' must be between 1 and 10000.",
+        )));
+    }
+    Ok((filter, limit))
+}
+
+async fn usage_totals(State(state): State<AppState>, uri: Uri) -> AdminResult {
+    let (filter, _) = usage_query(&uri)?;
+    let rows = state
+        .store
+        .usage_totals(&filter)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(json!({ "data": rows })).into_response())
+}
+
+async fn usage_events(State(state): State<AppState>, uri: Uri) -> AdminResult {
+    let (filter, limit) = usage_query(&uri)?;
+    let rows = state
+        .store
+        .usage_events(&filter, limit)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(json!({ "data": rows })).into_response())
+}

@@ -1,0 +1,11 @@
+//! Credentials: the keygate key format, peppered hashing, the in-memory
+//! verification cache and extraction of a credential from a request.
+
+pub mod cache;
+pub mod extract;
+pub mod key;
+pub mod pepper;
+
+pub use cache::{KeyCache, KeyEntry, ModelAllowlist};
+pub use key::{KeyKind, ParsedKey};
+pub use pepper::KeyHasher;

@@ -1,0 +1,234 @@
+//! The in-memory verification cache: every live key, indexed by its digest,
+//! so verifying a request is a hash-map lookup and a constant-time compare,
+//! with no store round-trip on the hot path.
+
+use super::key::{self, KeyKind};
+use super::pepper::{KeyDigest, KeyHasher};
+use crate::error::ApiError;
+use crate::store::KeyRecord;
+use dashmap::DashMap;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// A key's model allowlist: globs over model names as the client wrote them
+/// or in their canonical `provider/model` form. Empty means every model.
+#[derive(Clone, Debug)]
+pub struct ModelAllowlist {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl ModelAllowlist {
+    /// Compile `patterns`; an invalid glob is an error naming it.
+    pub fn new(patterns: Vec<String>) -> Result<Self, String> {
+        let mut builder = GlobSetBuilder::new();
+        for pattern in &patterns {
+            let glob = Glob::new(pattern)
+                .map_err(|e| format!("invalid model pattern '{pattern}': {}", e.kind()))?;
+            builder.add(glob);
+        }
+        let set = builder
+            .build()
+            .map_err(|e| format!("invalid model patterns: {e}"))?;
+        Ok(ModelAllowlist { patterns, set })
+    }
+
+    /// May a request name `requested`, which routes to `canonical`?
+    pub fn allows(&self, requested: &str, canonical: &str) -> bool {
+        self.patterns.is_empty() || self.set.is_match(requested) || self.set.is_match(canonical)
+    }
+
+    /// The patterns as configured.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+/// What the hot path needs to know about a key.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// Public id.
+    pub id: String,
+    /// Data-plane or admin.
+    pub kind: KeyKind,
+    /// Environment.
+    pub env: String,
+    /// Model allowlist.
+    pub models: ModelAllowlist,
+    /// Expiry, Unix ms.
+    pub expires_at: Option<i64>,
+    /// Revocation time, Unix ms.
+    pub revoked_at: Option<i64>,
+    digest: KeyDigest,
+}
+
+/// Every key the store holds, by digest and by id.
+#[derive(Debug)]
+pub struct KeyCache {
+    hasher: KeyHasher,
+    by_digest: DashMap<KeyDigest, Arc<KeyEntry>>,
+    digest_by_id: DashMap<String, KeyDigest>,
+}
+
+impl KeyCache {
+    /// An empty cache hashing with `hasher`.
+    pub fn new(hasher: KeyHasher) -> Self {
+        KeyCache {
+            hasher,
+            by_digest: DashMap::new(),
+            digest_by_id: DashMap::new(),
+        }
+    }
+
+    /// The hasher keys are stored under.
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    /// Insert or replace the entry for a stored key. A record whose digest
+    /// or patterns are unreadable is skipped (and reported) rather than
+    /// taking the gateway down.
+    pub fn upsert(&self, record: &KeyRecord) {
+        let Some(digest) = decode_digest(&record.secret_hash) else {
+            tracing::error!(key_id = %record.id, "stored key digest is not 32 hex bytes; key ignored");
+            return;
+        };
+        let models = match ModelAllowlist::new(record.models.clone()) {
+            Ok(models) => models,
+            Err(e) => {
+                tracing::error!(key_id = %record.id, error = %e, "stored key has bad model patterns; key ignored");
+                return;
+            }
+        };
+        let entry = Arc::new(KeyEntry {
+            id: record.id.clone(),
+            kind: record.kind,
+            env: record.env.clone(),
+            models,
+            expires_at: record.expires_at,
+            revoked_at: record.revoked_at,
+            digest,
+        });
+        if let Some(old) = self.digest_by_id.insert(record.id.clone(), digest) {
+            if old != digest {
+                self.by_digest.remove(&old);
+            }
+        }
+        self.by_digest.insert(digest, entry);
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// Verify a presented credential of the expected kind at time `now`.
+    pub fn verify(&self, presented: &str, now: i64) -> Result<Arc<KeyEntry>, ApiError> {
+        let parsed = key::parse(presented).map_err(|_| {
+            ApiError::unauthorized(
+                "invalid_api_key",
+                "The API key is malformed: keygate keys look like kg_<environment>_… . Check that the whole key was copied.",
+            )
+        })?;
+        let digest = self.hasher.digest(presented);
+        let entry = self
+            .by_digest
+            .get(&digest)
+            .map(|e| Arc::clone(e.value()))
+            .filter(|e| bool::from(e.digest.ct_eq(&digest)) && e.env == parsed.env)
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid_api_key", "The API key is not valid.")
+            })?;
+        if entry.revoked_at.is_some_and(|t| t <= now) {
+            return Err(ApiError::unauthorized(
+                "revoked_api_key",
+                "The API key has been revoked.",
+            ));
+        }
+        if entry.expires_at.is_some_and(|t| t <= now) {
+            return Err(ApiError::unauthorized(
+                "expired_api_key",
+                "The API key has expired.",
+            ));
+        }
+        Ok(entry)
+    }
+}
+
+fn decode_digest(text: &str) -> Option<KeyDigest> {
+    let bytes = hex::decode(text).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::{ExposeSecret, SecretBox};
+
+    fn cache() -> KeyCache {
+        KeyCache::new(KeyHasher::new(&SecretBox::new(Box::new(vec![7u8; 32]))).unwrap())
+    }
+
+    fn record(cache: &KeyCache, secret: &str, id: &str) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            kind: KeyKind::Data,
+            name: "t".into(),
+            env: "live".into(),
+            secret_hash: hex::encode(cache.hasher().digest(secret)),
+            hint: key::hint(secret),
+            models: vec!["gpt-*".into()],
+            created_at: 0,
+            expires_at: Some(1000),
+            revoked_at: None,
+            revoke_reason: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn verifies_known_keys_and_refuses_others() {
+        let c = cache();
+        let secret = key::generate("live");
+        let mut rec = record(&c, secret.expose_secret(), "key_a");
+        c.upsert(&rec);
+        let entry = c.verify(secret.expose_secret(), 10).unwrap();
+        assert_eq!(entry.id, "key_a");
+        assert!(entry.models.allows("gpt-4o", "openai/gpt-4o"));
+        assert!(!entry.models.allows("claude-x", "anthropic/claude-x"));
+
+        let other = key::generate("live");
+        assert_eq!(
+            c.verify(other.expose_secret(), 10).unwrap_err().code,
+            "invalid_api_key"
+        );
+        assert_eq!(c.verify("garbage", 10).unwrap_err().code, "invalid_api_key");
+        assert_eq!(
+            c.verify(secret.expose_secret(), 1000).unwrap_err().code,
+            "expired_api_key"
+        );
+
+        rec.revoked_at = Some(5);
+        c.upsert(&rec);
+        assert_eq!(
+            c.verify(secret.expose_secret(), 10).unwrap_err().code,
+            "revoked_api_key"
+        );
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn empty_allowlist_allows_everything() {
+        let all = ModelAllowlist::new(vec![]).unwrap();
+        assert!(all.allows("anything", "p/anything"));
+        let canonical = ModelAllowlist::new(vec!["anthropic/*".into()]).unwrap();
+        assert!(canonical.allows("claude-x", "anthropic/claude-x"));
+        assert!(ModelAllowlist::new(vec!["[".into()]).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The `keygate` command line: one file per command group.
+
+mod admin_client;
+mod keys;
+mod output;
+mod serve;
+mod usage;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// keygate: one gateway, one key, every AI provider.
+#[derive(Debug, Parser)]
+#[command(name = "keygate", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which gateway operator commands talk to, and as whom.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Gateway URL for operator commands.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYGATE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// Admin credential (default: the bootstrap file in the data directory).
+    #[arg(long, global = true, env = "KEYGATE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Data directory (SQLite file, server secret, bootstrap admin credential).
+    #[arg(long, global = true, env = "KEYGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
+    /// Run a fake upstream provider (OpenAI and Anthropic formats) for tests and demos.
+    MockProvider(crate::mock::MockOptions),
+    /// Create, list, show and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show usage totals by key and model.
+    Usage(usage::UsageArgs),
+}
+
+/// Output format of operator commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// Parse the command line and run it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args, &cli.target).await,
+            Command::MockProvider(options) => crate::mock::run(options).await,
+            Command::Keys(command) => keys::run(command, &cli.target).await,
+            Command::Usage(args) => usage::run(args, &cli.target).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `keygate keys create|list|show|revoke`
+
+use super::admin_client::AdminClient;
+use super::output::print;
+use super::{Format, Target};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "env",
+    "status",
+    "hint",
+    "models",
+    "created_at",
+    "expires_at",
+];
+
+/// Key commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// Human name.
+        #[arg(long)]
+        name: String,
+        /// Model allowlist, comma-separated globs (default: every model).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Expiry: a duration (30d, 12h) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Environment (default live).
+        #[arg(long)]
+        env: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List keys.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one key.
+    Show {
+        /// Key id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// Key id.
+        id: String,
+        /// Why (kept with the key).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result<()> {
+    let client = AdminClient::new(target)?;
+    match command {
+        KeysCommand::Create {
+            name,
+            models,
+            expires,
+            env,
+            format,
+        } => {
+            let mut body = json!({ "name": name, "models": models });
+            if let Some(expires) = expires {
+                body["expires"] = Value::String(expires);
+            }
+            if let Some(env) = env {
+                body["env"] = Value::String(env);
+            }
+            let created = client.call(Method::POST, "/keys", &[], Some(body)).await?;
+            match format {
+                Format::Json => print(format, &created, &[], &[]),
+                Format::Table => {
+                    print(format, &created, std::slice::from_ref(&created), COLUMNS);
+                    println!("\nkey: {}", created["key"].as_str().unwrap_or_default());
+                    println!("This secret is shown only now; store it safely.");
+                }
+            }
+        }
+        KeysCommand::List { format } => {
+            let list = client.call(Method::GET, "/keys", &[], None).await?;
+            let rows = list["data"].as_array().cloned().unwrap_or_default();
+            print(format, &Value::Array(rows.clone()), &rows, COLUMNS);
+        }
+        KeysCommand::Show { id, format } => {
+            let key = client
+                .call(
+                    Method::GET,
+                    &format!("/keys/{}", path_segment(&id)),
+                    &[],
+                    None,
+                )
+                .await?;
+            print(format, &key, std::slice::from_ref(&key), COLUMNS);
+        }
+        KeysCommand::Revoke { id, reason, format } => {
+            let body = json!({ "reason": reason });
+            let key = client
+                .call(
+                    Method::POST,
+                    &format!("/keys/{}/revoke", path_segment(&id)),
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            print(format, &key, std::slice::from_ref(&key), COLUMNS);
+        }
+    }
+    Ok(())
+}
+
+/// Keep an id from altering the request path.
+fn path_segment(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}

@@ -1,0 +1,546 @@
+//! Configuration: a raw serde structure (TOML file, `deny_unknown_fields`),
+//! overlaid with `KEYGATE_*` environment variables and the providers' standard
+//! variables, then validated into a typed [`Config`].
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why configuration is unusable. Messages name the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// File.
+        path: String,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+    /// A setting has an unusable value.
+    #[error("setting {setting}: {message}")]
+    Invalid {
+        /// The setting (file key or environment variable).
+        setting: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.into(),
+        message: message.into(),
+    }
+}
+
+/// The wire format an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible server (Groq, DeepSeek, vLLM, …).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// keygate's own mock provider: speaks both, answers every model.
+    Mock,
+}
+
+/// One `[[providers]]` entry of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Name used in `provider/model` and in the ledger.
+    pub name: String,
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Base URL (OpenAI style includes `/v1`; Anthropic style does not).
+    pub base_url: String,
+    /// Name of the environment variable holding the provider key.
+    pub api_key_env: Option<String>,
+    /// Model globs this provider serves (for routing by bare model name).
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// The TOML file's schema. Every top-level setting can also be set from the
+/// environment as `KEYGATE_<NAME>` (upper case), which wins over the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `KEYGATE_LISTEN`
+    pub listen: Option<String>,
+    /// `KEYGATE_DATA_DIR`
+    pub data_dir: Option<PathBuf>,
+    /// `KEYGATE_DATABASE_URL`
+    pub database_url: Option<String>,
+    /// `KEYGATE_MAX_BODY_BYTES`
+    pub max_body_bytes: Option<usize>,
+    /// `KEYGATE_MAX_HEADER_BYTES`
+    pub max_header_bytes: Option<usize>,
+    /// `KEYGATE_UPSTREAM_TIMEOUT` (e.g. `10m`)
+    pub upstream_timeout: Option<String>,
+    /// `KEYGATE_STREAM_IDLE_TIMEOUT` (e.g. `2m`)
+    pub stream_idle_timeout: Option<String>,
+    /// `KEYGATE_KEY_REFRESH_INTERVAL` (e.g. `1s`)
+    pub key_refresh_interval: Option<String>,
+    /// `KEYGATE_ENVIRONMENTS` (comma-separated)
+    pub environments: Option<Vec<String>>,
+    /// Model aliases: `alias = "provider/model"`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Extra providers.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+}
+
+/// A configured upstream provider, validated.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Unique name.
+    pub name: String,
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// The provider credential; never logged, never forwarded anywhere else.
+    pub api_key: SecretString,
+    /// Model globs served (empty: only by alias or `provider/model`).
+    pub models: Vec<String>,
+    /// Whether it came from a provider's standard environment variable (and
+    /// so uses the built-in model catalogue for routing).
+    pub from_env: bool,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite file, server secret and bootstrap credential.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; `None` means embedded SQLite in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest single request header accepted.
+    pub max_header_bytes: usize,
+    /// Total time allowed for a non-streamed upstream answer.
+    pub upstream_timeout: Duration,
+    /// Longest silence allowed inside an upstream stream.
+    pub stream_idle_timeout: Duration,
+    /// How often each node re-reads changed keys from the store.
+    pub key_refresh_interval: Duration,
+    /// Environment names keys may carry.
+    pub environments: Vec<String>,
+    /// Model aliases.
+    pub aliases: BTreeMap<String, String>,
+    /// Providers; empty means the built-in mock is used.
+    pub providers: Vec<ProviderConfig>,
+    /// `KEYGATE_SERVER_SECRET`: the pepper, when not kept in `data_dir`.
+    pub server_secret: Option<SecretString>,
+}
+
+/// Default body limit: 32 MiB, room for requests that carry several images.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// A source of environment variables (the process, or a map in tests).
+pub trait Env {
+    /// The variable's value, if set and non-empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// Values from command-line flags, falling back to the process environment.
+pub struct FlagsOverEnv(pub BTreeMap<String, String>);
+
+impl Env for FlagsOverEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.var(name).or_else(|| ProcessEnv.var(name))
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// Providers configured by their standard variables: (name, key variable,
+/// base-URL variable, default base URL, wire format).
+const ENV_PROVIDERS: &[(&str, &str, &str, &str, ProviderKind)] = &[
+    (
+        "openai",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        ProviderKind::Openai,
+    ),
+    (
+        "anthropic",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+        ProviderKind::Anthropic,
+    ),
+    (
+        "groq",
+        "GROQ_API_KEY",
+        "GROQ_BASE_URL",
+        "https://api.groq.com/openai/v1",
+        ProviderKind::Openai,
+    ),
+    (
+        "deepseek",
+        "DEEPSEEK_API_KEY",
+        "DEEPSEEK_BASE_URL",
+        "https://api.deepseek.com/v1",
+        ProviderKind::Openai,
+    ),
+    // Gemini through Google's OpenAI-compatible endpoint.
+    (
+        "gemini",
+        "GEMINI_API_KEY",
+        "GEMINI_BASE_URL",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        ProviderKind::Openai,
+    ),
+];
+
+impl Config {
+    /// Load from an optional TOML file and `env` (the process environment,
+    /// possibly overlaid with command-line flags).
+    pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw = match file {
+            Some(path) => read_file(path)?,
+            None => RawConfig::default(),
+        };
+        Config::from_raw(raw, env)
+    }
+
+    /// Overlay `env` on `raw` and validate.
+    pub fn from_raw(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
+        let listen_text = env
+            .var("KEYGATE_LISTEN")
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen / KEYGATE_LISTEN",
+                format!("'{listen_text}' is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+        let data_dir = env
+            .var("KEYGATE_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let database_url = env.var("KEYGATE_DATABASE_URL").or(raw.database_url);
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database_url / KEYGATE_DATABASE_URL",
+                    "only postgres:// URLs are supported; leave it unset for embedded SQLite",
+                ));
+            }
+        }
+        let max_body_bytes = number(
+            env,
+            "KEYGATE_MAX_BODY_BYTES",
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        )?;
+        let max_header_bytes = number(
+            env,
+            "KEYGATE_MAX_HEADER_BYTES",
+            raw.max_header_bytes,
+            8 * 1024,
+        )?;
+        let upstream_timeout =
+            duration(env, "KEYGATE_UPSTREAM_TIMEOUT", raw.upstream_timeout, "10m")?;
+        let stream_idle_timeout = duration(
+            env,
+            "KEYGATE_STREAM_IDLE_TIMEOUT",
+            raw.stream_idle_timeout,
+            "2m",
+        )?;
+        let key_refresh_interval = duration(
+            env,
+            "KEYGATE_KEY_REFRESH_INTERVAL",
+            raw.key_refresh_interval,
+            "1s",
+        )?;
+        let environments = env
+            .var("KEYGATE_ENVIRONMENTS")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .or(raw.environments)
+            .unwrap_or_else(|| vec!["live".into(), "test".into()]);
+        for name in &environments {
+            if !crate::auth::key::valid_env_name(name) || name == crate::auth::key::ADMIN_ENV {
+                return Err(invalid(
+                    "environments",
+                    format!("'{name}' must be 1-16 lowercase letters or digits, and not 'admin'"),
+                ));
+            }
+        }
+
+        let mut providers = Vec::new();
+        for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
+            if let Some(key) = env.var(key_var) {
+                let base_url = env.var(url_var).unwrap_or_else(|| (*default_url).into());
+                providers.push(ProviderConfig {
+                    name: (*name).into(),
+                    kind: *kind,
+                    base_url: normalise_url(url_var, &base_url)?,
+                    api_key: SecretString::from(key),
+                    models: Vec::new(),
+                    from_env: true,
+                });
+            }
+        }
+        for p in raw.providers {
+            let setting = format!("providers.{}", p.name);
+            if p.name.is_empty() || p.name.contains('/') {
+                return Err(invalid(
+                    setting,
+                    "name must be non-empty and contain no '/'",
+                ));
+            }
+            let api_key = match &p.api_key_env {
+                Some(var) => env.var(var).ok_or_else(|| {
+                    invalid(&setting, format!("environment variable {var} is not set"))
+                })?,
+                None if p.kind == ProviderKind::Mock => "mock".into(),
+                None => return Err(invalid(&setting, "api_key_env is required")),
+            };
+            if let Some(existing) = providers
+                .iter()
+                .position(|q: &ProviderConfig| q.name == p.name)
+            {
+                // The file refines a provider that the environment configured.
+                providers.remove(existing);
+            }
+            providers.push(ProviderConfig {
+                base_url: normalise_url(&setting, &p.base_url)?,
+                name: p.name,
+                kind: p.kind,
+                api_key: SecretString::from(api_key),
+                models: p.models,
+                from_env: false,
+            });
+        }
+        for (alias, target) in &raw.aliases {
+            let Some((provider, model)) = target.split_once('/') else {
+                return Err(invalid(
+                    format!("aliases.{alias}"),
+                    "target must be 'provider/model'",
+                ));
+            };
+            if model.is_empty()
+                || !providers.iter().any(|p| p.name == provider) && !providers.is_empty()
+            {
+                return Err(invalid(
+                    format!("aliases.{alias}"),
+                    format!("provider '{provider}' is not configured"),
+                ));
+            }
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url: database_url.map(SecretString::from),
+            max_body_bytes,
+            max_header_bytes,
+            upstream_timeout,
+            stream_idle_timeout,
+            key_refresh_interval,
+            environments,
+            aliases: raw.aliases,
+            providers,
+            server_secret: env.var("KEYGATE_SERVER_SECRET").map(SecretString::from),
+        })
+    }
+
+    /// Path of the embedded SQLite database.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("keygate.db")
+    }
+
+    /// Path of the bootstrap admin credential file.
+    pub fn bootstrap_key_path(&self) -> PathBuf {
+        bootstrap_key_path(&self.data_dir)
+    }
+
+    /// Whether the database is PostgreSQL.
+    pub fn uses_postgres(&self) -> bool {
+        self.database_url.is_some()
+    }
+
+    /// Database URL, exposed only to the store when connecting.
+    pub fn database_url_secret(&self) -> Option<&str> {
+        self.database_url.as_ref().map(|u| u.expose_secret())
+    }
+}
+
+/// Where `serve` writes the first admin credential and the CLI looks for it.
+pub fn bootstrap_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.key")
+}
+
+fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: e.message().to_string(),
+    })
+}
+
+fn number(
+    env: &dyn Env,
+    var: &str,
+    file: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match env.var(var) {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(var, format!("'{text}' is not a positive whole number"))),
+        None => Ok(file.unwrap_or(default)),
+    }
+}
+
+fn duration(
+    env: &dyn Env,
+    var: &str,
+    file: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = env.var(var).or(file).unwrap_or_else(|| default.into());
+    humantime::parse_duration(&text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid(var, format!("'{text}' is not a duration like 30s or 10m")))
+}
+
+fn normalise_url(setting: &str, url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| invalid(setting, format!("'{url}' is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(setting, "URL must be http or https"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Write `contents` to `path` readable only by its owner, replacing any
+/// previous file atomically (write to a sibling, then rename).
+pub fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_with_empty_env() {
+        let c = Config::from_raw(RawConfig::default(), &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("."));
+        assert!(c.providers.is_empty());
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.environments, vec!["live", "test"]);
+    }
+
+    #[test]
+    fn standard_provider_variables_configure_providers() {
+        let c = Config::from_raw(
+            RawConfig::default(),
+            &env(&[
+                ("OPENAI_API_KEY", "x"),
+                ("ANTHROPIC_API_KEY", "y"),
+                ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/"),
+            ]),
+        )
+        .unwrap();
+        let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["openai", "anthropic"]);
+        assert_eq!(c.providers[1].base_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn env_wins_over_file_and_bad_values_are_named() {
+        let raw: RawConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nmax_body_bytes = 10").unwrap();
+        let c = Config::from_raw(raw, &env(&[("KEYGATE_LISTEN", "127.0.0.1:2")])).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.max_body_bytes, 10);
+        let e = Config::from_raw(
+            RawConfig::default(),
+            &env(&[("KEYGATE_MAX_BODY_BYTES", "-1")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("KEYGATE_MAX_BODY_BYTES"));
+        let e = Config::from_raw(
+            RawConfig::default(),
+            &env(&[("KEYGATE_DATABASE_URL", "mysql://x")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("postgres"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn file_providers_need_their_key_variable() {
+        let raw: RawConfig = toml::from_str(
+            "[[providers]]\nname = \"local\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"LOCAL_KEY\"\nmodels = [\"llama-*\"]\n",
+        )
+        .unwrap();
+        assert!(Config::from_raw(raw, &env(&[])).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! The usage ledger: one row per request, accepted or refused.
+//!
+//! A single writer task group-commits rows: each transaction takes every row
+//! waiting, so under load one commit serves many requests. A request whose
+//! response completes waits for its row's commit before the last bytes go
+//! out; a response the client received in full is therefore in the ledger
+//! even if the gateway is killed the next instant.
+
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// One ledger row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UsageEvent {
+    /// Gateway request id (also the `x-request-id` response header).
+    pub request_id: String,
+    /// Arrival, Unix ms.
+    pub ts: i64,
+    /// The key, once identified.
+    pub key_id: Option<String>,
+    /// Route, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// Model as requested.
+    pub model: Option<String>,
+    /// Provider it was routed to.
+    pub provider: Option<String>,
+    /// Prompt (input) tokens, from the provider's usage.
+    pub prompt_tokens: i64,
+    /// Completion (output) tokens, from the provider's usage.
+    pub completion_tokens: i64,
+    /// Status returned to the client (499: client went away).
+    pub status: u16,
+    /// Refusal or failure reason.
+    pub error_code: Option<String>,
+    /// Time to the end of the response, ms.
+    pub latency_ms: i64,
+    /// Whether the response was streamed.
+    pub streamed: bool,
+    /// Client address.
+    pub source_ip: Option<String>,
+    /// Client `User-Agent`, bounded.
+    pub user_agent: Option<String>,
+}
+
+struct Job {
+    event: UsageEvent,
+    committed: Option<oneshot::Sender<()>>,
+}
+
+/// Handle to the ledger writer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("event", &self.event.request_id)
+            .finish()
+    }
+}
+
+/// Most rows in one transaction.
+const MAX_BATCH: usize = 256;
+/// Rows waiting before producers are made to wait (back-pressure).
+const QUEUE: usize = 16_384;
+
+impl Ledger {
+    /// Start the writer on `store`. The returned handle finishes once every
+    /// [`Ledger`] clone is dropped and every queued row is committed.
+    pub fn start(store: Arc<dyn Store>) -> (Ledger, tokio::task::JoinHandle<()>) {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let writer = tokio::spawn(write_loop(store, rx));
+        (Ledger { jobs }, writer)
+    }
+
+    /// Queue a row without waiting for its commit (refusals).
+    pub async fn record(&self, event: UsageEvent) {
+        if self
+            .jobs
+            .send(Job {
+                event,
+                committed: None,
+            })
+            .await
+            .is_err()
+        {
+            tracing::error!("ledger writer has stopped; a usage row was not recorded");
+        }
+    }
+
+    /// Queue a row and wait until it is committed, or until `patience` runs
+    /// out (the store is down): the row stays queued and is written when the
+    /// store returns, but the client is not held hostage to it.
+    pub async fn record_durably(&self, event: UsageEvent, patience: Duration) {
+        let (tx, rx) = oneshot::channel();
+        let request_id = event.request_id.clone();
+        if self
+            .jobs
+            .send(Job {
+                event,
+                committed: Some(tx),
+            })
+            .await
+            .is_err()
+        {
+            tracing::error!("ledger writer has stopped; a usage row was not recorded");
+            return;
+        }
+        if tokio::time::timeout(patience, rx).await.is_err() {
+            tracing::warn!(%request_id, "ledger commit is slow; answering before it completes");
+        }
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut events: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        events.clear();
+        events.extend(batch.iter().map(|j| j.event.clone()));
+        let mut backoff = Duration::from_millis(50);
+        // Never drop rows: retry until the store takes them.
+        while let Err(e) = store.append_usage(&events).await {
+            tracing::error!(error = %e, rows = events.len(), "ledger write failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        for job in batch.drain(..) {
+            if let Some(tx) = job.committed {
+                let _ = tx.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! keygate: a self-hosted AI API gateway built around credentials.
+//!
+//! One keygate key reaches every model the operator configured; provider keys
+//! never leave the server; every request is metered in a durable ledger.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod mock;
+pub mod providers;
+pub mod proxy;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,368 @@
+//! `keygate serve`: assembling state, the router and the listener.
+
+use crate::auth::{key, KeyCache, KeyHasher, KeyKind};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorShape};
+use crate::ledger::Ledger;
+use crate::providers::Registry;
+use crate::store::{KeyRecord, Store};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Server secret.
+    #[error(transparent)]
+    Pepper(#[from] crate::auth::pepper::PepperError),
+    /// The server secret does not match the one the database was created with.
+    #[error("the server secret (KEYGATE_SERVER_SECRET or server.secret in the data directory) is not the one this database was created with; every stored key would be rejected. Restore the original secret.")]
+    PepperMismatch,
+    /// Providers.
+    #[error("providers: {0}")]
+    Providers(String),
+    /// Network or file system.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Config,
+    /// Verification cache.
+    pub keys: Arc<KeyCache>,
+    /// Persistent state.
+    pub store: Arc<dyn Store>,
+    /// Usage ledger writer.
+    pub ledger: Ledger,
+    /// Providers and aliases.
+    pub registry: Registry,
+    /// Upstream HTTP client (connection pool).
+    pub http: reqwest::Client,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Assemble state from its parts.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+/// The full HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(crate::proxy::chat_completions))
+        .route("/v1/embeddings", post(crate::proxy::embeddings))
+        .route("/v1/messages", post(crate::proxy::messages))
+        .route("/v1/models", get(crate::proxy::list_models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .nest("/admin/v1", crate::admin::router(state.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_headers,
+        ))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(_) => {
+            ApiError::unavailable("The store is unreachable.").to_response(ErrorShape::OpenAi)
+        }
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    ApiError::not_found(format!(
+        "No route {} {}.",
+        request.method(),
+        crate::error::printable(path)
+    ))
+    .to_response(ErrorShape::for_path(path))
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path();
+    let mut error = ApiError::invalid_request(format!(
+        "Method {} is not allowed on {}.",
+        request.method(),
+        crate::error::printable(path)
+    ));
+    error.status = http::StatusCode::METHOD_NOT_ALLOWED;
+    error.to_response(ErrorShape::for_path(path))
+}
+
+/// Refuse any single header over the configured size (431), before any
+/// handler looks at the request.
+async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.max_header_bytes;
+    let too_large = request
+        .headers()
+        .iter()
+        .any(|(name, value)| name.as_str().len() + value.len() > limit);
+    if too_large {
+        return ApiError::header_too_large(limit)
+            .to_response(ErrorShape::for_path(request.uri().path()));
+    }
+    next.run(request).await
+}
+
+/// The upstream HTTP client: pooled, TCP_NODELAY, rustls.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Load every stored key into the cache; returns the newest `updated_at`.
+async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<i64, crate::store::StoreError> {
+    let mut newest = 0;
+    for kind in [KeyKind::Data, KeyKind::Admin] {
+        for record in store.list_keys(kind).await? {
+            newest = newest.max(record.updated_at);
+            keys.upsert(&record);
+        }
+    }
+    Ok(newest)
+}
+
+/// Keep the cache in step with changes made on other nodes: re-read keys
+/// changed since shortly before the last seen change (overlap absorbs
+/// clock skew between nodes; re-applying a row is harmless).
+/// It holds only the store and the cache, not the whole state, so that
+/// shutdown can tell when the last ledger handle is gone.
+fn spawn_key_refresh(
+    store: Arc<dyn Store>,
+    keys: Arc<KeyCache>,
+    every: Duration,
+    mut watermark: i64,
+) {
+    const OVERLAP_MS: i64 = 5_000;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match store.keys_changed_since(watermark - OVERLAP_MS).await {
+                Ok(records) => {
+                    for record in &records {
+                        watermark = watermark.max(record.updated_at);
+                        keys.upsert(record);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "key refresh failed; will retry"),
+            }
+        }
+    });
+}
+
+/// Create the first admin credential on an empty store; write it to an
+/// owner-only file and return the file's path (never the secret).
+async fn bootstrap_admin(
+    config: &Config,
+    store: &dyn Store,
+    keys: &KeyCache,
+) -> Result<Option<std::path::PathBuf>, StartError> {
+    if !store.list_keys(KeyKind::Admin).await?.is_empty() {
+        return Ok(None);
+    }
+    let secret = key::generate(key::ADMIN_ENV);
+    let now = crate::time::now_ms();
+    let record = KeyRecord {
+        id: key::new_key_id(),
+        kind: KeyKind::Admin,
+        name: "bootstrap admin".into(),
+        env: key::ADMIN_ENV.into(),
+        secret_hash: hex::encode(keys.hasher().digest(secret.expose_secret())),
+        hint: key::hint(secret.expose_secret()),
+        models: Vec::new(),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        revoke_reason: None,
+        updated_at: now,
+    };
+    let path = config.bootstrap_key_path();
+    let mut contents = secret.expose_secret().as_bytes().to_vec();
+    contents.push(b'\n');
+    crate::config::write_owner_only(&path, &contents).map_err(|source| StartError::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    })?;
+    zeroize::Zeroize::zeroize(&mut contents);
+    store.insert_key(&record).await?;
+    keys.upsert(&record);
+    Ok(Some(path))
+}
+
+/// Run the gateway until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
+        context: format!("creating data directory {}", config.data_dir.display()),
+        source,
+    })?;
+    let store = crate::store::open(&config).await?;
+    let (pepper, _created) =
+        crate::auth::pepper::load_or_create(config.server_secret.as_ref(), &config.data_dir)?;
+    let hasher = KeyHasher::new(&pepper)?;
+    if store
+        .init_meta("pepper_fingerprint", &hasher.fingerprint())
+        .await?
+        != hasher.fingerprint()
+    {
+        return Err(StartError::PepperMismatch);
+    }
+    let keys = Arc::new(KeyCache::new(hasher));
+    let watermark = load_keys(store.as_ref(), &keys).await?;
+    if let Some(path) = bootstrap_admin(&config, store.as_ref(), &keys).await? {
+        println!(
+            "keygate: created the first admin credential in {} (readable only by its owner)",
+            path.display()
+        );
+    }
+
+    let mock_base = if config.providers.is_empty() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| StartError::Io {
+                context: "binding the built-in mock provider".into(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Io {
+            context: "built-in mock provider address".into(),
+            source,
+        })?;
+        let options = crate::mock::MockOptions {
+            listen: addr,
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::mock::serve_on(listener, options).await {
+                tracing::error!(error = %e, "built-in mock provider stopped");
+            }
+        });
+        println!("keygate: no provider configured (set OPENAI_API_KEY, ANTHROPIC_API_KEY, … or a config file); the built-in mock provider answers every model");
+        Some(format!("http://{addr}"))
+    } else {
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        println!("keygate: providers: {}", names.join(", "));
+        None
+    };
+    let registry = Registry::new(&config, mock_base).map_err(StartError::Providers)?;
+
+    let (ledger, ledger_writer) = Ledger::start(Arc::clone(&store));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            context: format!("binding {}", config.listen),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Io {
+        context: "listener address".into(),
+        source,
+    })?;
+    spawn_key_refresh(
+        Arc::clone(&store),
+        Arc::clone(&keys),
+        config.key_refresh_interval,
+        watermark,
+    );
+    let state = AppState::new(Shared {
+        config,
+        keys,
+        store: Arc::clone(&store),
+        ledger,
+        registry,
+        http: http_client()?,
+    });
+    println!(
+        "keygate: listening on http://{local} (store: {})",
+        store.backend()
+    );
+
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Accepted sockets get TCP_NODELAY: without it small responses on
+    // keep-alive connections wait on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| StartError::Io {
+            context: "serving".into(),
+            source,
+        })?;
+    // The router (and its ledger handles) are gone: let the writer drain.
+    if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ledger writer did not drain within 10 s of shutdown");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

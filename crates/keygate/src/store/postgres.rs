@@ -1,0 +1,28 @@
+//! The shared store for many nodes: PostgreSQL.
+
+use super::sql::impl_store;
+use super::StoreError;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Pool, Postgres};
+use std::time::Duration;
+
+/// State in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Pool<Postgres>,
+}
+
+impl PostgresStore {
+    /// Connect to `url` and migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+impl_store!(PostgresStore, Postgres, "postgres");

@@ -1,0 +1,265 @@
+//! The SQL both stores run, written once: `impl_store!` expands to a
+//! [`Store`](super::Store) implementation for a struct with a `pool` field of
+//! the given sqlx database. SQLite and PostgreSQL accept the same `$n`
+//! placeholders, `ON CONFLICT … DO NOTHING` and `CAST(… AS BIGINT)`.
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        impl $store {
+            fn key_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::store::KeyRecord, $crate::store::StoreError> {
+                use sqlx::Row;
+                let corrupt = |message: String| $crate::store::StoreError::Corrupt {
+                    table: "keys",
+                    message,
+                };
+                let kind: String = row.try_get("kind")?;
+                let models: String = row.try_get("models")?;
+                Ok($crate::store::KeyRecord {
+                    id: row.try_get("id")?,
+                    kind: $crate::auth::KeyKind::parse(&kind)
+                        .ok_or_else(|| corrupt(format!("unknown kind '{kind}'")))?,
+                    name: row.try_get("name")?,
+                    env: row.try_get("env")?,
+                    secret_hash: row.try_get("secret_hash")?,
+                    hint: row.try_get("hint")?,
+                    models: serde_json::from_str(&models)
+                        .map_err(|e| corrupt(format!("models: {e}")))?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                    revoke_reason: row.try_get("revoke_reason")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            fn event_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::ledger::UsageEvent, $crate::store::StoreError> {
+                use sqlx::Row;
+                let status: i64 = row.try_get("status")?;
+                let streamed: i64 = row.try_get("streamed")?;
+                Ok($crate::ledger::UsageEvent {
+                    request_id: row.try_get("request_id")?,
+                    ts: row.try_get("ts")?,
+                    key_id: row.try_get("key_id")?,
+                    route: row.try_get("route")?,
+                    model: row.try_get("model")?,
+                    provider: row.try_get("provider")?,
+                    prompt_tokens: row.try_get("prompt_tokens")?,
+                    completion_tokens: row.try_get("completion_tokens")?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    error_code: row.try_get("error_code")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    streamed: streamed != 0,
+                    source_ip: row.try_get("source_ip")?,
+                    user_agent: row.try_get("user_agent")?,
+                })
+            }
+
+            fn push_filter(
+                query: &mut sqlx::QueryBuilder<'_, $db>,
+                filter: &$crate::store::UsageFilter,
+            ) {
+                query.push(" WHERE 1 = 1");
+                if let Some(key_id) = &filter.key_id {
+                    query.push(" AND key_id = ").push_bind(key_id.clone());
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND ts >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND ts < ").push_bind(until);
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn get_meta(&self, name: &str) -> Result<Option<String>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("value")?),
+                    None => None,
+                })
+            }
+
+            async fn init_meta(&self, name: &str, value: &str) -> Result<String, $crate::store::StoreError> {
+                sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
+                self.get_meta(name).await?.ok_or_else(|| $crate::store::StoreError::Corrupt {
+                    table: "meta",
+                    message: format!("{name} vanished after insert"),
+                })
+            }
+
+            async fn insert_key(&self, key: &$crate::store::KeyRecord) -> Result<(), $crate::store::StoreError> {
+                let models = serde_json::to_string(&key.models).map_err(|e| $crate::store::StoreError::Corrupt {
+                    table: "keys",
+                    message: e.to_string(),
+                })?;
+                sqlx::query(
+                    "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
+                     expires_at, revoked_at, revoke_reason, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&key.id)
+                .bind(key.kind.as_str())
+                .bind(&key.name)
+                .bind(&key.env)
+                .bind(&key.secret_hash)
+                .bind(&key.hint)
+                .bind(models)
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .bind(key.revoked_at)
+                .bind(&key.revoke_reason)
+                .bind(key.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_key(&self, id: &str) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let row = sqlx::query("SELECT * FROM keys WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::key_from_row).transpose()
+            }
+
+            async fn list_keys(
+                &self,
+                kind: $crate::auth::KeyKind,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query("SELECT * FROM keys WHERE kind = $1 ORDER BY created_at DESC, id")
+                    .bind(kind.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn keys_changed_since(
+                &self,
+                since: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query("SELECT * FROM keys WHERE updated_at >= $1")
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn revoke_key(
+                &self,
+                id: &str,
+                at: i64,
+                reason: &str,
+            ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                sqlx::query(
+                    "UPDATE keys SET revoked_at = $1, revoke_reason = $2, updated_at = $1 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(reason)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                self.get_key(id).await
+            }
+
+            async fn append_usage(
+                &self,
+                events: &[$crate::ledger::UsageEvent],
+            ) -> Result<(), $crate::store::StoreError> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
+                     prompt_tokens, completion_tokens, status, error_code, latency_ms, streamed, \
+                     source_ip, user_agent) ",
+                );
+                query.push_values(events, |mut row, e| {
+                    row.push_bind(e.request_id.as_str())
+                        .push_bind(e.ts)
+                        .push_bind(e.key_id.as_deref())
+                        .push_bind(e.route.as_str())
+                        .push_bind(e.model.as_deref())
+                        .push_bind(e.provider.as_deref())
+                        .push_bind(e.prompt_tokens)
+                        .push_bind(e.completion_tokens)
+                        .push_bind(i64::from(e.status))
+                        .push_bind(e.error_code.as_deref())
+                        .push_bind(e.latency_ms)
+                        .push_bind(i64::from(e.streamed))
+                        .push_bind(e.source_ip.as_deref())
+                        .push_bind(e.user_agent.as_deref());
+                });
+                query.push(" ON CONFLICT (request_id) DO NOTHING");
+                query.build().execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn usage_totals(
+                &self,
+                filter: &$crate::store::UsageFilter,
+            ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT key_id, model, COUNT(*) AS requests, \
+                     CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+                     CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+                     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens \
+                     FROM usage_events",
+                );
+                Self::push_filter(&mut query, filter);
+                query.push(" GROUP BY key_id, model ORDER BY key_id, model");
+                let rows = query.build().fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::UsageTotal {
+                            key_id: row.try_get("key_id")?,
+                            model: row.try_get("model")?,
+                            requests: row.try_get("requests")?,
+                            errors: row.try_get("errors")?,
+                            prompt_tokens: row.try_get("prompt_tokens")?,
+                            completion_tokens: row.try_get("completion_tokens")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn usage_events(
+                &self,
+                filter: &$crate::store::UsageFilter,
+                limit: i64,
+            ) -> Result<Vec<$crate::ledger::UsageEvent>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM usage_events");
+                Self::push_filter(&mut query, filter);
+                query.push(" ORDER BY ts, request_id LIMIT ").push_bind(limit);
+                let rows = query.build().fetch_all(&self.pool).await?;
+                rows.iter().map(Self::event_from_row).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,48 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! `synchronous = NORMAL` in WAL mode means a committed transaction is in the
+//! operating system's hands before the commit returns: it survives the
+//! gateway being killed (SIGKILL), which is the ledger's promise, without an
+//! fsync per request.
+
+use super::sql::impl_store;
+use super::StoreError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite};
+use std::path::Path;
+use std::time::Duration;
+
+/// State in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and migrate it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        restrict_permissions(path);
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// The database holds no secrets, but usage data is nobody else's business.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(error = %e, "could not restrict the database file to its owner");
+    }
+}
+
+impl_store!(SqliteStore, Sqlite, "sqlite");

@@ -1,0 +1,197 @@
+"""Fixtures for the end-to-end suite.
+
+One mock provider serves the whole session; one gateway per storage backend
+(SQLite, PostgreSQL) serves every test that does not need its own. Tests that
+need a gateway of their own (body limit, SIGKILL, built-in mock, second node)
+get one from `spawn`, which stops it at the end of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from e2e_support import (
+    KEYGATE_BIN,
+    SENSITIVE_PREFIXES,
+    Gateway,
+    MockProvider,
+    Postgres,
+    Secret,
+    new_provider_key,
+)
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The SDKs read OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_* … from the
+    # environment; a real credential in the developer's shell must never be
+    # used or sent anywhere by this suite.
+    for name in list(os.environ):
+        if name.startswith(SENSITIVE_PREFIXES) and name != "KEYGATE_BIN":
+            del os.environ[name]
+    if not (os.path.isfile(KEYGATE_BIN) and os.access(KEYGATE_BIN, os.X_OK)):
+        raise pytest.UsageError(
+            f"keygate binary not found at {KEYGATE_BIN}; run `cargo build --bin keygate` or set KEYGATE_BIN"
+        )
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Postgres]:
+    """Throw-away databases, created on first use and dropped at the end."""
+    pg = Postgres()
+    yield pg
+    pg.drop_all()
+
+
+@pytest.fixture(scope="session")
+def provider_keys() -> dict[str, Secret]:
+    """Provider credentials for this run: random, never real."""
+    return {
+        "openai": new_provider_key("sk-test-"),
+        "anthropic": new_provider_key("sk-ant-test-"),
+    }
+
+
+@pytest.fixture(scope="session")
+def mock(logs_dir: Path) -> Iterator[MockProvider]:
+    m = MockProvider(logs_dir)
+    yield m
+    m.stop()
+
+
+class Spawner:
+    """Starts gateways (and remembers them, to stop them all at teardown)."""
+
+    def __init__(self, tmp: pytest.TempPathFactory, logs: Path, pg: Postgres, mock: MockProvider, keys: dict[str, Secret]):
+        self._tmp = tmp
+        self._logs = logs
+        self.pg = pg
+        self._mock = mock
+        self._keys = keys
+        self.started: list[Gateway] = []
+
+    def providers(self) -> dict[str, str]:
+        return {
+            "OPENAI_API_KEY": self._keys["openai"],
+            "OPENAI_BASE_URL": f"{self._mock.url}/v1",
+            "ANTHROPIC_API_KEY": self._keys["anthropic"],
+            "ANTHROPIC_BASE_URL": self._mock.url,
+        }
+
+    def store(self, backend: str) -> tuple[Path, str | None]:
+        data_dir = self._tmp.mktemp(f"data-{backend}")
+        if backend == "postgres":
+            return data_dir, self.pg.url(self.pg.create_db())
+        return data_dir, None
+
+    def gateway(
+        self,
+        backend: str,
+        *,
+        with_providers: bool = True,
+        extra_env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        db_url: str | None = None,
+        name: str | None = None,
+        admin_dir: Path | None = None,
+    ) -> Gateway:
+        if data_dir is None:
+            data_dir, fresh_url = self.store(backend)
+            db_url = db_url or fresh_url
+        gw = Gateway(
+            backend=backend,
+            data_dir=data_dir,
+            db_url=db_url,
+            log_dir=self._logs,
+            providers=self.providers() if with_providers else None,
+            extra_env=extra_env,
+            name=name or f"gateway-{backend}-{len(self.started)}",
+            admin_dir=admin_dir,
+        )
+        self.started.append(gw)
+        assert gw.store_kind == backend
+        return gw
+
+    def stop_all(self) -> None:
+        for gw in reversed(self.started):
+            gw.stop()
+        self.started.clear()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    pg: Postgres,
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs_dir: Path,
+    mock: MockProvider,
+    provider_keys: dict[str, Secret],
+) -> Iterator[Gateway]:
+    """The shared gateway for `backend`. On PostgreSQL it runs with an
+    explicit KEYGATE_SERVER_SECRET, so a second node can join it."""
+    sp = Spawner(tmp_path_factory, logs_dir, pg, mock, provider_keys)
+    extra: dict[str, str] = {"KEYGATE_KEY_REFRESH_INTERVAL": "200ms"}
+    if backend == "postgres":
+        extra["KEYGATE_SERVER_SECRET"] = Secret(secrets.token_urlsafe(48))
+    gw = sp.gateway(backend, extra_env=extra, name=f"shared-{backend}")
+    yield gw
+    sp.stop_all()
+
+
+@pytest.fixture
+def spawn(
+    pg: Postgres,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs_dir: Path,
+    mock: MockProvider,
+    provider_keys: dict[str, Secret],
+) -> Iterator[Spawner]:
+    """Gateways of a test's own; all stopped when the test ends."""
+    sp = Spawner(tmp_path_factory, logs_dir, pg, mock, provider_keys)
+    yield sp
+    sp.stop_all()
+
+
+@pytest.fixture
+def key(gateway: Gateway) -> dict[str, Any]:
+    """A fresh, unrestricted data key on the shared gateway."""
+    return gateway.create_key()
+
+
+@pytest.fixture
+def oai(gateway: Gateway, key: dict[str, Any]):
+    client = gateway.openai(key["key"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def anth(gateway: Gateway, key: dict[str, Any]):
+    client = gateway.anthropic(key["key"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clean_faults(mock: MockProvider) -> Iterator[MockProvider]:
+    mock.clear_faults()
+    yield mock
+    mock.clear_faults()
