@@ -22,6 +22,7 @@ from e2e_support import (
     MockProvider,
     Postgres,
     Secret,
+    Spawner,
     new_provider_key,
 )
 
@@ -33,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # environment; a real credential in the developer's shell must never be
     # used or sent anywhere by this suite.
     for name in list(os.environ):
-        if name.startswith(SENSITIVE_PREFIXES) and name != "KEYGATE_BIN":
+        if name.startswith(SENSITIVE_PREFIXES) and not name.startswith(("KEYGATE_BIN", "KEYGATE_E2E_")):
             del os.environ[name]
     if not (os.path.isfile(KEYGATE_BIN) and os.access(KEYGATE_BIN, os.X_OK)):
         raise pytest.UsageError(
@@ -68,65 +69,6 @@ def mock(logs_dir: Path) -> Iterator[MockProvider]:
     m = MockProvider(logs_dir)
     yield m
     m.stop()
-
-
-class Spawner:
-    """Starts gateways (and remembers them, to stop them all at teardown)."""
-
-    def __init__(self, tmp: pytest.TempPathFactory, logs: Path, pg: Postgres, mock: MockProvider, keys: dict[str, Secret]):
-        self._tmp = tmp
-        self._logs = logs
-        self.pg = pg
-        self._mock = mock
-        self._keys = keys
-        self.started: list[Gateway] = []
-
-    def providers(self) -> dict[str, str]:
-        return {
-            "OPENAI_API_KEY": self._keys["openai"],
-            "OPENAI_BASE_URL": f"{self._mock.url}/v1",
-            "ANTHROPIC_API_KEY": self._keys["anthropic"],
-            "ANTHROPIC_BASE_URL": self._mock.url,
-        }
-
-    def store(self, backend: str) -> tuple[Path, str | None]:
-        data_dir = self._tmp.mktemp(f"data-{backend}")
-        if backend == "postgres":
-            return data_dir, self.pg.url(self.pg.create_db())
-        return data_dir, None
-
-    def gateway(
-        self,
-        backend: str,
-        *,
-        with_providers: bool = True,
-        extra_env: dict[str, str] | None = None,
-        data_dir: Path | None = None,
-        db_url: str | None = None,
-        name: str | None = None,
-        admin_dir: Path | None = None,
-    ) -> Gateway:
-        if data_dir is None:
-            data_dir, fresh_url = self.store(backend)
-            db_url = db_url or fresh_url
-        gw = Gateway(
-            backend=backend,
-            data_dir=data_dir,
-            db_url=db_url,
-            log_dir=self._logs,
-            providers=self.providers() if with_providers else None,
-            extra_env=extra_env,
-            name=name or f"gateway-{backend}-{len(self.started)}",
-            admin_dir=admin_dir,
-        )
-        self.started.append(gw)
-        assert gw.store_kind == backend
-        return gw
-
-    def stop_all(self) -> None:
-        for gw in reversed(self.started):
-            gw.stop()
-        self.started.clear()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

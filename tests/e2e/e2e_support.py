@@ -208,7 +208,11 @@ class MockProvider:
             base_env(),
             log_dir,
         )
-        m = self.proc.wait_for_line(r"mock-provider listening on (http://\S+)")
+        try:
+            m = self.proc.wait_for_line(r"mock-provider listening on (http://\S+)")
+        except BaseException:
+            self.proc.stop()
+            raise
         self.url = m.group(1).rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT)
 
@@ -337,10 +341,20 @@ class Gateway:
         label = self.name if self._restarts == 0 else f"{self.name}-restart{self._restarts}"
         self._restarts += 1
         self.proc = Proc(label, [KEYGATE_BIN, "serve"], self.env, self.log_dir)
-        m = self.proc.wait_for_line(r"keygate: listening on (http://\S+) \(store: (\w+)\)")
+        try:
+            m = self.proc.wait_for_line(r"keygate: listening on (http://\S+) \(store: (\w+)\)")
+        except BaseException:
+            self.proc.stop()  # never leave a half-started process behind
+            raise
         self.url = m.group(1).rstrip("/")
         self.store_kind = m.group(2)
-        self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT)
+        # Raw client for hand-made requests: one connection per request, so
+        # a connection the gateway closes after an early refusal cannot spill
+        # into the next test (that behaviour has its own test,
+        # test_connection.py). The SDK clients keep connections alive.
+        self.http = httpx.Client(
+            base_url=self.url, timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         self.admin = httpx.Client(
             base_url=self.url,
             timeout=HTTP_TIMEOUT,
@@ -428,6 +442,68 @@ class Gateway:
 
     def anthropic(self, key: str, **kw: Any) -> anthropic.Anthropic:
         return anthropic.Anthropic(api_key=key, base_url=self.url, max_retries=0, timeout=30.0, **kw)
+
+
+# ---------------------------------------------------------------- spawner --
+
+
+class Spawner:
+    """Starts gateways (and remembers them, to stop them all at teardown)."""
+
+    def __init__(self, tmp: Any, logs: Path, pg: Postgres, mock: MockProvider, keys: dict[str, Secret]):
+        self.tmp = tmp
+        self._logs = logs
+        self.pg = pg
+        self._mock = mock
+        self._keys = keys
+        self.started: list[Gateway] = []
+
+    def providers(self) -> dict[str, str]:
+        return {
+            "OPENAI_API_KEY": self._keys["openai"],
+            "OPENAI_BASE_URL": f"{self._mock.url}/v1",
+            "ANTHROPIC_API_KEY": self._keys["anthropic"],
+            "ANTHROPIC_BASE_URL": self._mock.url,
+        }
+
+    def store(self, backend: str) -> tuple[Path, str | None]:
+        data_dir = self.tmp.mktemp(f"data-{backend}")
+        if backend == "postgres":
+            return data_dir, self.pg.url(self.pg.create_db())
+        return data_dir, None
+
+    def gateway(
+        self,
+        backend: str,
+        *,
+        with_providers: bool = True,
+        extra_env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        db_url: str | None = None,
+        name: str | None = None,
+        admin_dir: Path | None = None,
+    ) -> Gateway:
+        if data_dir is None:
+            data_dir, fresh_url = self.store(backend)
+            db_url = db_url or fresh_url
+        gw = Gateway(
+            backend=backend,
+            data_dir=data_dir,
+            db_url=db_url,
+            log_dir=self._logs,
+            providers=self.providers() if with_providers else None,
+            extra_env=extra_env,
+            name=name or f"gateway-{backend}-{len(self.started)}",
+            admin_dir=admin_dir,
+        )
+        self.started.append(gw)
+        assert gw.store_kind == backend
+        return gw
+
+    def stop_all(self) -> None:
+        for gw in reversed(self.started):
+            gw.stop()
+        self.started.clear()
 
 
 # -------------------------------------------------------------- key format --
@@ -531,3 +607,51 @@ def read_sse_request(
                 else:
                     datas.append(payload)
     return rid, datas, done
+
+
+# ------------------------------------------------------------- raw HTTP/1 --
+
+
+class RawHttp:
+    """One TCP connection speaking HTTP/1.1 by hand, for what an HTTP library
+    will not send (bodies after an early response, bad request lines)."""
+
+    def __init__(self, url: str, timeout: float = 10.0):
+        import socket
+
+        u = httpx.URL(url)
+        self.sock = socket.create_connection((u.host, u.port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def read_response(self) -> tuple[int, dict[str, str], bytes] | None:
+        """One response (Content-Length bodies only), or None if the server
+        closed the connection first."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            if not self._fill():
+                break
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
+
+    def close(self) -> None:
+        self.sock.close()

@@ -9,7 +9,7 @@
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// One ledger row.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +53,7 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct Ledger {
     jobs: mpsc::Sender<Job>,
+    committed: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -73,8 +74,15 @@ impl Ledger {
     /// [`Ledger`] clone is dropped and every queued row is committed.
     pub fn start(store: Arc<dyn Store>) -> (Ledger, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(write_loop(store, rx));
-        (Ledger { jobs }, writer)
+        let (committed_tx, committed) = watch::channel(0);
+        let writer = tokio::spawn(write_loop(store, rx, committed_tx));
+        (Ledger { jobs, committed }, writer)
+    }
+
+    /// Rows committed since start; lets tests and metrics wait on the ledger
+    /// instead of polling the store.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Queue a row without waiting for its commit (refusals).
@@ -116,7 +124,11 @@ impl Ledger {
     }
 }
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Job>,
+    committed: watch::Sender<u64>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut events: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -129,6 +141,7 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+        committed.send_modify(|n| *n += events.len() as u64);
         for job in batch.drain(..) {
             if let Some(tx) = job.committed {
                 let _ = tx.send(());

@@ -27,6 +27,7 @@ mod sse;
 mod text;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
 
 /// Options of `keygate mock-provider`.

@@ -230,22 +230,89 @@ async fn bootstrap_admin(
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();
     contents.push(b'\n');
-    crate::config::write_owner_only(&path, &contents).map_err(|source| StartError::Io {
-        context: format!("writing {}", path.display()),
-        source,
-    })?;
+    crate::config::write_owner_only(&path, &contents)
+        .map_err(io_error(format!("writing {}", path.display())))?;
     zeroize::Zeroize::zeroize(&mut contents);
     store.insert_key(&record).await?;
     keys.upsert(&record);
     Ok(Some(path))
 }
 
+/// A gateway that is bound and ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    ledger_writer: tokio::task::JoinHandle<()>,
+    local_addr: SocketAddr,
+}
+
+impl Gateway {
+    /// The shared state (tests watch the ledger through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve until `shutdown` completes, then let the ledger drain.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Gateway {
+            state,
+            listener,
+            ledger_writer,
+            ..
+        } = self;
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        // Accepted sockets get TCP_NODELAY: without it small responses on
+        // keep-alive connections wait on Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| StartError::Io {
+                context: "serving".into(),
+                source,
+            })?;
+        // The router (and its ledger handles) are gone: let the writer drain.
+        if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("ledger writer did not drain within 10 s of shutdown");
+        }
+        Ok(())
+    }
+}
+
 /// Run the gateway until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
-        context: format!("creating data directory {}", config.data_dir.display()),
-        source,
-    })?;
+    start(config).await?.run(shutdown_signal()).await
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let context = context.into();
+    move |source| StartError::Io { context, source }
+}
+
+/// Open the store, load keys, bootstrap the admin credential, start the
+/// built-in mock if needed, the ledger writer and the key refresher, and
+/// bind the listener.
+pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
+        "creating data directory {}",
+        config.data_dir.display()
+    )))?;
     let store = crate::store::open(&config).await?;
     let (pepper, _created) =
         crate::auth::pepper::load_or_create(config.server_secret.as_ref(), &config.data_dir)?;
@@ -269,18 +336,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let mock_base = if config.providers.is_empty() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|source| StartError::Io {
-                context: "binding the built-in mock provider".into(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Io {
-            context: "built-in mock provider address".into(),
-            source,
-        })?;
+            .map_err(io_error("binding the built-in mock provider"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_error("built-in mock provider address"))?;
         let options = crate::mock::MockOptions {
             listen: addr,
-            latency_ms: 0,
-            chunk_delay_ms: 0,
+            ..Default::default()
         };
         tokio::spawn(async move {
             if let Err(e) = crate::mock::serve_on(listener, options).await {
@@ -299,14 +361,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let (ledger, ledger_writer) = Ledger::start(Arc::clone(&store));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Io {
-            context: format!("binding {}", config.listen),
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| StartError::Io {
-        context: "listener address".into(),
-        source,
-    })?;
+        .map_err(io_error(format!("binding {}", config.listen)))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io_error("listener address"))?;
     spawn_key_refresh(
         Arc::clone(&store),
         Arc::clone(&keys),
@@ -322,33 +380,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         http: http_client()?,
     });
     println!(
-        "keygate: listening on http://{local} (store: {})",
+        "keygate: listening on http://{local_addr} (store: {})",
         store.backend()
     );
-
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Accepted sockets get TCP_NODELAY: without it small responses on
-    // keep-alive connections wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartError::Io {
-            context: "serving".into(),
-            source,
-        })?;
-    // The router (and its ledger handles) are gone: let the writer drain.
-    if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
-        .await
-        .is_err()
-    {
-        tracing::warn!("ledger writer did not drain within 10 s of shutdown");
-    }
-    Ok(())
+    Ok(Gateway {
+        state,
+        listener,
+        ledger_writer,
+        local_addr,
+    })
 }
 
 async fn shutdown_signal() {

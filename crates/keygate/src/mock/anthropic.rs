@@ -187,23 +187,25 @@ fn stream(
     output: u64,
 ) -> Result<Events, serde_json::Error> {
     let mut events = Events::sse(1024 + content.len() * 6);
-    events.event(
-        Some("message_start"),
-        &serde_json::json!({
-            "type": "message_start",
-            "message": MessageObject {
-                id,
-                kind: "message",
-                role: "assistant",
-                model,
-                content: Vec::new(),
-                stop_reason: None,
-                stop_sequence: None,
-                // The real API reports one output token at the start.
-                usage: Usage::new(input, 1),
-            },
-        }),
+    // Written by hand so that `type` comes first, as in the real stream.
+    let buf = events.buf();
+    buf.extend_from_slice(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":");
+    serde_json::to_writer(
+        &mut *buf,
+        &MessageObject {
+            id,
+            kind: "message",
+            role: "assistant",
+            model,
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            // The real API reports one output token at the start.
+            usage: Usage::new(input, 1),
+        },
     )?;
+    buf.extend_from_slice(b"}\n\n");
+    events.end();
     events.raw(
         b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
     );
@@ -219,14 +221,15 @@ fn stream(
     }
     events
         .raw(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
-    events.event(
-        Some("message_delta"),
-        &serde_json::json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": output},
-        }),
-    )?;
+    let buf = events.buf();
+    buf.extend_from_slice(
+        b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"",
+    );
+    buf.extend_from_slice(stop_reason.as_bytes());
+    buf.extend_from_slice(b"\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
+    buf.extend_from_slice(output.to_string().as_bytes());
+    buf.extend_from_slice(b"}}\n\n");
+    events.end();
     events.raw(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     Ok(events)
 }

@@ -80,7 +80,7 @@ impl ApiError {
 /// A successful (or semantically failed) answer, before framing.
 pub(super) enum Reply {
     /// A whole JSON document.
-    Json(Vec<u8>),
+    Json(Bytes),
     /// A sequence of events sent incrementally (SSE, or Gemini's streamed
     /// JSON array).
     Stream(sse::Events),
@@ -104,7 +104,7 @@ impl From<ApiError> for Reply {
 /// Serialise a response document.
 pub(super) fn json<T: Serialize>(value: &T) -> Reply {
     match serde_json::to_vec(value) {
-        Ok(v) => Reply::Json(v),
+        Ok(v) => Reply::Json(Bytes::from(v)),
         Err(e) => Reply::Error(ApiError::internal(format!(
             "mock could not encode its response: {e}"
         ))),

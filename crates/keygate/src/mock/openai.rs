@@ -37,6 +37,11 @@ const MODEL_CREATED: i64 = 1_715_367_049;
 const DEFAULT_DIMENSIONS: usize = 8;
 /// Widest embedding served.
 const MAX_DIMENSIONS: usize = 8192;
+/// Most inputs in one embeddings request (OpenAI's own limit).
+const MAX_INPUTS: usize = 2048;
+/// Most floats in one embeddings response, so that no request can make
+/// the mock build an unbounded reply.
+const MAX_FLOATS: usize = 1 << 22;
 
 // ---------------------------------------------------------------- routes --
 
@@ -73,9 +78,16 @@ pub(super) async fn responses(State(state): State<Arc<Shared>>, request: Request
 }
 
 pub(super) async fn models(State(state): State<Arc<Shared>>, request: Request) -> Response {
+    // The list never changes: encode it once per process.
+    static LIST: std::sync::OnceLock<Reply> = std::sync::OnceLock::new();
     api::handle(state, Flavor::OpenAi, request, |_| {
-        let data: Vec<ModelObject<'_>> = MODELS.iter().map(|id| ModelObject::new(id)).collect();
-        api::json(&json!({"object": "list", "data": data}))
+        match LIST.get_or_init(|| {
+            let data: Vec<ModelObject<'_>> = MODELS.iter().map(|id| ModelObject::new(id)).collect();
+            api::json(&json!({"object": "list", "data": data}))
+        }) {
+            Reply::Json(doc) => Reply::Json(doc.clone()),
+            _ => ApiError::internal("mock could not encode its model list").into(),
+        }
     })
     .await
 }
@@ -484,6 +496,22 @@ fn embeddings_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
             }
         },
     };
+    if inputs.len() > MAX_INPUTS {
+        return ApiError::invalid(format!(
+            "Invalid 'input': maximum array size is {MAX_INPUTS}, but got {} items.",
+            inputs.len()
+        ))
+        .param("input")
+        .into();
+    }
+    if inputs.len() * dims > MAX_FLOATS {
+        return ApiError::invalid(format!(
+            "Invalid 'dimensions': {} inputs of {dims} dimensions exceed the mock's limit of {MAX_FLOATS} values.",
+            inputs.len()
+        ))
+        .param("dimensions")
+        .into();
+    }
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

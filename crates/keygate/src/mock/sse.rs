@@ -152,8 +152,7 @@ fn paced(chunks: Vec<Bytes>, delay: Duration, cut: Option<usize>) -> Body {
 }
 
 /// A JSON document cut short: its first half, then a failed body.
-pub(super) fn cut_json(doc: Vec<u8>) -> Body {
-    let bytes = Bytes::from(doc);
+pub(super) fn cut_json(bytes: Bytes) -> Body {
     let half = bytes.slice(..bytes.len() / 2);
     paced(vec![half], Duration::ZERO, Some(1))
 }

@@ -1,0 +1,171 @@
+//! The Store trait behaves the same on SQLite and PostgreSQL.
+
+use crate::support::{drop_database, fresh_database};
+use keygate::auth::KeyKind;
+use keygate::ledger::UsageEvent;
+use keygate::store::{postgres::PostgresStore, sqlite::SqliteStore, KeyRecord, Store, UsageFilter};
+
+fn key(id: &str, updated_at: i64) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        kind: KeyKind::Data,
+        name: format!("name {id}"),
+        env: "live".into(),
+        secret_hash: format!("{:0>64}", id.len()) + id,
+        hint: "...abcd".into(),
+        models: vec!["gpt-*".into()],
+        created_at: updated_at,
+        expires_at: Some(updated_at + 1000),
+        revoked_at: None,
+        revoke_reason: None,
+        updated_at,
+    }
+}
+
+fn event(id: &str, key: &str, ts: i64, status: u16) -> UsageEvent {
+    UsageEvent {
+        request_id: id.into(),
+        ts,
+        key_id: Some(key.into()),
+        route: "/v1/chat/completions".into(),
+        model: Some("gpt-4o".into()),
+        provider: Some("openai".into()),
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        status,
+        error_code: (status >= 400).then(|| "x".into()),
+        latency_ms: 3,
+        streamed: true,
+        source_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+    }
+}
+
+async fn conformance(store: &dyn Store) {
+    store.ping().await.unwrap();
+    assert_eq!(store.init_meta("m", "one").await.unwrap(), "one");
+    assert_eq!(
+        store.init_meta("m", "two").await.unwrap(),
+        "one",
+        "init_meta never overwrites"
+    );
+
+    store.insert_key(&key("key_a", 100)).await.unwrap();
+    store.insert_key(&key("key_b", 200)).await.unwrap();
+    assert!(
+        store.insert_key(&key("key_a", 300)).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        store.get_key("key_a").await.unwrap(),
+        Some(key("key_a", 100))
+    );
+    assert_eq!(store.get_key("nope").await.unwrap(), None);
+    let listed: Vec<String> = store
+        .list_keys(KeyKind::Data)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, vec!["key_b", "key_a"], "newest first");
+    assert!(store.list_keys(KeyKind::Admin).await.unwrap().is_empty());
+
+    let revoked = store
+        .revoke_key("key_a", 500, "leaked")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            revoked.revoked_at,
+            revoked.revoke_reason.as_deref(),
+            revoked.updated_at
+        ),
+        (Some(500), Some("leaked"), 500)
+    );
+    let again = store
+        .revoke_key("key_a", 900, "other")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(500),
+        "revoking twice keeps the first revocation"
+    );
+    let changed: Vec<String> = store
+        .keys_changed_since(300)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(changed, vec!["key_a"]);
+
+    let batch = vec![
+        event("r1", "key_a", 10, 200),
+        event("r2", "key_a", 20, 401),
+        event("r3", "key_b", 30, 200),
+    ];
+    store.append_usage(&batch).await.unwrap();
+    store.append_usage(&batch[..1]).await.unwrap(); // a retried batch is harmless
+    let all = store
+        .usage_events(&UsageFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(all, batch);
+    let totals = store
+        .usage_totals(&UsageFilter {
+            key_id: Some("key_a".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 1);
+    assert_eq!(
+        (
+            totals[0].requests,
+            totals[0].errors,
+            totals[0].prompt_tokens,
+            totals[0].completion_tokens
+        ),
+        (2, 1, 20, 10)
+    );
+    let windowed = store
+        .usage_events(
+            &UsageFilter {
+                since: Some(15),
+                until: Some(30),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(windowed, batch[1..2]);
+    assert_eq!(
+        store
+            .usage_events(&UsageFilter::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+    conformance(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_store_conformance() {
+    let (name, url) = fresh_database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    conformance(&store).await;
+    drop(store);
+    drop_database(&name).await;
+}

@@ -1,0 +1,203 @@
+//! A gateway and a mock provider on loopback, per test.
+
+use keygate::config::{Config, RawConfig};
+use keygate::mock::MockOptions;
+use keygate::server::AppState;
+use keygate::store::{Store, UsageFilter};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+
+/// Which database a test gateway keeps its state in.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+fn postgres_admin_url() -> String {
+    std::env::var("KEYGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database for one test; dropped by [`drop_database`].
+pub async fn fresh_database() -> (String, String) {
+    let name = format!(
+        "kg_it_{}",
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 12)
+            .to_lowercase()
+    );
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = postgres_admin_url();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    (name, url)
+}
+
+pub async fn drop_database(name: &str) {
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Start a mock provider on an ephemeral port.
+pub async fn mock(options: MockOptions) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keygate::mock::serve_on(
+        listener,
+        MockOptions {
+            listen: addr,
+            ..options
+        },
+    ));
+    addr
+}
+
+pub struct TestGateway {
+    pub base: String,
+    pub admin_key: String,
+    pub state: AppState,
+    pub mock: SocketAddr,
+    pub provider_key: String,
+    pub http: reqwest::Client,
+    database: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// A gateway on `backend` whose OpenAI and Anthropic providers are a
+    /// fresh mock with `options`.
+    pub async fn start(backend: Backend, options: MockOptions) -> TestGateway {
+        let mock = mock(options).await;
+        let dir = tempfile::tempdir().unwrap();
+        let provider_key = format!(
+            "sk-test-{}",
+            Alphanumeric.sample_string(&mut rand::rng(), 24)
+        );
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("KEYGATE_LISTEN".into(), "127.0.0.1:0".into());
+        env.insert("KEYGATE_DATA_DIR".into(), dir.path().display().to_string());
+        env.insert("OPENAI_API_KEY".into(), provider_key.clone());
+        env.insert("OPENAI_BASE_URL".into(), format!("http://{mock}/v1"));
+        env.insert("ANTHROPIC_API_KEY".into(), provider_key.clone());
+        env.insert("ANTHROPIC_BASE_URL".into(), format!("http://{mock}"));
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let (name, url) = fresh_database().await;
+                env.insert("KEYGATE_DATABASE_URL".into(), url);
+                Some(name)
+            }
+        };
+        let config = Config::from_raw(RawConfig::default(), &env).unwrap();
+        let gateway = keygate::server::start(config).await.unwrap();
+        let state = gateway.state().clone();
+        let addr = gateway.local_addr();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(gateway.run(async move {
+            let _ = stop.await;
+        }));
+        let admin_key = std::fs::read_to_string(dir.path().join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        TestGateway {
+            base: format!("http://{addr}"),
+            admin_key,
+            state,
+            mock,
+            provider_key,
+            http: reqwest::Client::new(),
+            database,
+            shutdown: Some(shutdown),
+            _dir: dir,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+
+    /// Create a data-plane key through the admin API; returns (id, secret).
+    pub async fn create_key(&self, body: Value) -> (String, String) {
+        let response = self
+            .http
+            .post(format!("{}/admin/v1/keys", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        (
+            created["id"].as_str().unwrap().to_string(),
+            created["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn fault(&self, fault: Value) {
+        let response = self
+            .http
+            .post(format!("http://{}/_mock/faults", self.mock))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Wait until the ledger has committed at least `rows` rows.
+    pub async fn ledger_rows(&self, rows: u64) {
+        let mut committed = self.state.ledger.committed();
+        committed.wait_for(|n| *n >= rows).await.unwrap();
+    }
+
+    pub async fn events_of(&self, key_id: &str) -> Vec<keygate::ledger::UsageEvent> {
+        let filter = UsageFilter {
+            key_id: Some(key_id.to_string()),
+            ..Default::default()
+        };
+        self.store().usage_events(&filter, 1000).await.unwrap()
+    }
+
+    pub async fn finish(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(name) = self.database.take() {
+            drop_database(&name).await;
+        }
+    }
+}
+
+pub fn chat_body(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "count the words here"}]})
+}
