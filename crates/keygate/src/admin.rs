@@ -85,6 +85,22 @@ fn key_view(record: &KeyRecord, now: i64) -> Value {
     })
 }
 
+/// Parse a JSON object body (serde would also accept an array for a struct).
+fn parse_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, ShapedError> {
+    let invalid = |detail: String| {
+        fail(ApiError::invalid_request(format!(
+            "Invalid {what}: {detail}"
+        )))
+    };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("expected a JSON object".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| invalid(crate::error::printable(&e.to_string())))
+}
+
 /// Body of `POST /admin/v1/keys`. Unknown fields are refused, so a client
 /// cannot set anything the API does not offer (OWASP API3).
 #[derive(Debug, Deserialize)]
@@ -108,12 +124,7 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
     let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
         .await
         .map_err(fail)?;
-    let input: CreateKey = serde_json::from_slice(&bytes).map_err(|e| {
-        fail(ApiError::invalid_request(format!(
-            "Invalid key definition: {}",
-            crate::error::printable(&e.to_string())
-        )))
-    })?;
+    let input: CreateKey = parse_object(&bytes, "key definition")?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(fail(ApiError::invalid_param(
@@ -201,6 +212,15 @@ async fn list_keys(State(state): State<AppState>) -> AdminResult {
 }
 
 async fn find_data_key(state: &AppState, id: &str) -> Result<KeyRecord, ShapedError> {
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No key with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_key_id(id) {
+        return Err(not_found());
+    }
     state
         .store
         .get_key(id)
@@ -261,12 +281,7 @@ async fn revoke_key(
             crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), 16 * 1024)
                 .await
                 .map_err(fail)?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            fail(ApiError::invalid_request(format!(
-                "Invalid revocation: {}",
-                crate::error::printable(&e.to_string())
-            )))
-        })?
+        parse_object(&bytes, "revocation")?
     };
     revoke(&state, &id, input.reason).await
 }
@@ -311,6 +326,16 @@ fn usage_query(uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
         })
         .transpose()
     };
+    if query
+        .key_id
+        .as_deref()
+        .is_some_and(|id| !key::valid_key_id(id))
+    {
+        return Err(fail(ApiError::invalid_param(
+            "key_id",
+            "'key_id' is not a key id (key_…).",
+        )));
+    }
     let filter = UsageFilter {
         key_id: query.key_id,
         since: when("since", query.since)?,

@@ -44,6 +44,12 @@ pub struct UsageEvent {
     pub user_agent: Option<String>,
 }
 
+/// Client-supplied text made safe for every store: no control characters
+/// (PostgreSQL refuses NUL in text), bounded length.
+pub fn clean_text(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(256).collect()
+}
+
 struct Job {
     event: UsageEvent,
     committed: Option<oneshot::Sender<()>>,
@@ -134,17 +140,39 @@ async fn write_loop(
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         events.clear();
         events.extend(batch.iter().map(|j| j.event.clone()));
-        let mut backoff = Duration::from_millis(50);
-        // Never drop rows: retry until the store takes them.
-        while let Err(e) = store.append_usage(&events).await {
-            tracing::error!(error = %e, rows = events.len(), "ledger write failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        write_batch(store.as_ref(), &events).await;
         committed.send_modify(|n| *n += events.len() as u64);
         for job in batch.drain(..) {
             if let Some(tx) = job.committed {
                 let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Write one batch, retrying while the store is unreachable. A batch the
+/// database refuses outright (a constraint or encoding it rejects) is split
+/// into single rows so that one bad row cannot hold up the others; a single
+/// row it refuses is logged with its request id and skipped.
+async fn write_batch(store: &dyn Store, events: &[UsageEvent]) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.append_usage(events).await {
+            Ok(()) => return,
+            Err(crate::store::StoreError::Database(sqlx::Error::Database(error))) => {
+                if let [event] = events {
+                    tracing::error!(request_id = %event.request_id, error = %error, "ledger row refused by the database; skipped");
+                    return;
+                }
+                for event in events {
+                    Box::pin(write_batch(store, std::slice::from_ref(event))).await;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, rows = events.len(), "ledger write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

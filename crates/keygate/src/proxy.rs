@@ -63,9 +63,14 @@ pub fn new_request_id() -> String {
 }
 
 /// The start of a ledger row for a request that just arrived.
-pub fn arriving(route: &str, peer: SocketAddr, headers: &HeaderMap) -> UsageEvent {
+pub fn arriving(route: &str, peer: SocketAddr, request: &Request) -> UsageEvent {
+    let headers = request.headers();
     UsageEvent {
-        request_id: new_request_id(),
+        request_id: request
+            .extensions()
+            .get::<crate::server::RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_else(new_request_id),
         ts: crate::time::now_ms(),
         key_id: None,
         route: route.to_string(),
@@ -110,9 +115,8 @@ pub fn authenticate(
 
 async fn forward(state: AppState, op: Operation, peer: SocketAddr, req: Request) -> Response {
     let started = Instant::now();
-    let mut event = arriving(op.route(), peer, req.headers());
-    let request_id = HeaderValue::from_str(&event.request_id).ok();
-    let mut response = match proxy(&state, op, req, &mut event, started).await {
+    let mut event = arriving(op.route(), peer, &req);
+    match proxy(&state, op, req, &mut event, started).await {
         Ok(response) => response,
         Err(error) => {
             event.status = error.status.as_u16();
@@ -121,11 +125,7 @@ async fn forward(state: AppState, op: Operation, peer: SocketAddr, req: Request)
             state.ledger.record(event).await;
             error.to_response(ErrorShape::for_path(op.route()))
         }
-    };
-    if let Some(id) = request_id {
-        response.headers_mut().insert("x-request-id", id);
     }
-    response
 }
 
 async fn proxy(
@@ -141,7 +141,7 @@ async fn proxy(
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;
     let head = body::parse_head(&bytes)?;
-    event.model = Some(head.model.to_string());
+    event.model = Some(crate::ledger::clean_text(&head.model));
     event.streamed = head.stream;
 
     let route = state.registry.resolve(&head.model, op)?;
@@ -355,4 +355,44 @@ pub async fn read_json_body(
     limit: usize,
 ) -> Result<Bytes, ApiError> {
     body::read_json(headers, body, limit).await
+}
+
+/// A request body that reports when it has been read to the end.
+pub fn tracked_body(body: Body) -> (Body, Arc<std::sync::atomic::AtomicBool>) {
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tracked = TrackedBody {
+        inner: body,
+        finished: Arc::clone(&finished),
+    };
+    (Body::new(tracked), finished)
+}
+
+struct TrackedBody {
+    inner: Body,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl axum::body::HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.finished
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
+use http::HeaderValue;
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit_headers,
         ))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }
 
@@ -131,6 +133,38 @@ async fn method_not_allowed(request: Request) -> Response {
     ));
     error.status = http::StatusCode::METHOD_NOT_ALLOWED;
     error.to_response(ErrorShape::for_path(path))
+}
+
+/// The id of the request being served, set by the outermost middleware.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Give every request an id (returned as `x-request-id`, keyed in the
+/// ledger), and close the connection after a response sent before the
+/// request body was read: the unread bytes would otherwise be taken for the
+/// next request on a kept-alive connection.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = crate::proxy::new_request_id();
+    let header = HeaderValue::from_str(&id).ok();
+    let declares_body = request
+        .headers()
+        .contains_key(http::header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(RequestId(id));
+    let (body, finished) = crate::proxy::tracked_body(body);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let headers = response.headers_mut();
+    if let Some(header) = header {
+        headers.insert("x-request-id", header);
+    }
+    if declares_body && !finished.load(std::sync::atomic::Ordering::Acquire) {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Refuse any single header over the configured size (431), before any

@@ -155,6 +155,13 @@ pub fn new_key_id() -> String {
     format!("key_{random}")
 }
 
+/// Whether `id` has the shape of a key id (so it can be looked up at all).
+pub fn valid_key_id(id: &str) -> bool {
+    id.strip_prefix("key_").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +224,14 @@ mod tests {
         assert!(!valid_env_name("Live"));
         assert!(!valid_env_name("a_b"));
         assert!(!valid_env_name(&"a".repeat(17)));
+    }
+
+    #[test]
+    fn key_ids() {
+        assert!(valid_key_id(&new_key_id()));
+        assert!(!valid_key_id("key_"));
+        assert!(!valid_key_id("key_a\0b"));
+        assert!(!valid_key_id("kg_live_x"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub async fn list_models(
     req: Request,
 ) -> Response {
     let anthropic_client = req.headers().contains_key("anthropic-version");
-    let mut event = arriving("/v1/models", peer, req.headers());
+    let mut event = arriving("/v1/models", peer, &req);
     let key = match authenticate(&state, req.headers(), req.uri().query()) {
         Ok(key) => key,
         Err(error) => {

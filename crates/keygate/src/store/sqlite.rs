@@ -21,6 +21,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the database at `path` and migrate it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -38,10 +39,34 @@ impl SqliteStore {
 }
 
 /// The database holds no secrets, but usage data is nobody else's business.
+/// Creating the file owner-only first matters: SQLite gives the `-wal` and
+/// `-shm` files it creates later the database file's permissions.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let data_dir_error = |source| StoreError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(data_dir_error)?;
+    Ok(())
+}
+
+/// Files made before owner-only creation, or by another tool, are tightened.
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(error = %e, "could not restrict the database file to its owner");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(error = %e, "could not restrict a database file to its owner");
+            }
+        }
     }
 }
 

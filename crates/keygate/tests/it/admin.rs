@@ -65,6 +65,7 @@ async fn key_definitions_are_validated() {
         assert_eq!(response.status(), 400, "{body}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["param"], param, "{body}");
+        assert!(error["error"]["message"].is_string());
     }
     gw.finish().await;
 }

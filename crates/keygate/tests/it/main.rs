@@ -2,6 +2,9 @@
 //! drive the real router over real sockets, with real SQLite and PostgreSQL
 //! and the real mock provider.
 
+// Test support code states its expectations with unwrap, like the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod admin;
