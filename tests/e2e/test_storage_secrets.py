@@ -53,7 +53,8 @@ def test_storage_and_logs_never_hold_a_secret(gateway, provider_keys, pg, mock) 
     assert found, "self-check: the admin key was not found in admin.key"
 
     checked = []
-    for path in sorted(gateway.data_dir.iterdir()):
+    # Every file, including the ledger journal's segments.
+    for path in sorted(p for p in gateway.data_dir.rglob("*") if p.is_file()):
         if path.name == "admin.key":
             continue  # the bootstrap credential itself, by design
         _assert_no_secret(path.read_bytes(), everything, f"data dir file {path.name}")
@@ -85,7 +86,7 @@ def test_data_dir_files_are_owner_only(gateway) -> None:
     """The database and server secret are owner-only; so must be the SQLite
     WAL and shared-memory files, which hold the same rows."""
     loose = {}
-    for path in gateway.data_dir.iterdir():
+    for path in gateway.data_dir.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             loose[path.name] = oct(mode)

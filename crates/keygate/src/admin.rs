@@ -353,6 +353,7 @@ fn usage_query(uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
 
 async fn usage_totals(State(state): State<AppState>, uri: Uri) -> AdminResult {
     let (filter, _) = usage_query(&uri)?;
+    state.ledger.flush().await;
     let rows = state
         .store
         .usage_totals(&filter)
@@ -363,6 +364,7 @@ async fn usage_totals(State(state): State<AppState>, uri: Uri) -> AdminResult {
 
 async fn usage_events(State(state): State<AppState>, uri: Uri) -> AdminResult {
     let (filter, limit) = usage_query(&uri)?;
+    state.ledger.flush().await;
     let rows = state
         .store
         .usage_events(&filter, limit)

@@ -1,18 +1,24 @@
 //! The usage ledger: one row per request, accepted or refused.
 //!
-//! A single writer task group-commits rows: each transaction takes every row
-//! waiting, so under load one commit serves many requests. A request whose
-//! response completes waits for its row's commit before the last bytes go
-//! out; a response the client received in full is therefore in the ledger
-//! even if the gateway is killed the next instant.
+//! Recording a row appends it to a local journal file with one `write`
+//! before the response's last bytes go out; a write that returned is in the
+//! kernel's hands and survives the gateway being killed (SIGKILL). A writer
+//! task then moves rows into the store in batches, off the request path, and
+//! a journal segment is deleted once all its rows are committed. On start, a
+//! journal left by a killed process is replayed into the store (inserts are
+//! idempotent by request id) before serving.
+
+mod journal;
+mod writer;
 
 use crate::store::Store;
+use journal::Journal;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// One ledger row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsageEvent {
     /// Gateway request id (also the `x-request-id` response header).
     pub request_id: String,
@@ -50,130 +56,111 @@ pub fn clean_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(256).collect()
 }
 
-struct Job {
-    event: UsageEvent,
-    committed: Option<oneshot::Sender<()>>,
+/// The ledger could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The journal directory or a segment could not be used.
+    #[error("ledger journal {path}: {source}")]
+    Journal {
+        /// File or directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Replaying a journal into the store failed.
+    #[error("replaying the ledger journal: {0}")]
+    Replay(#[from] crate::store::StoreError),
 }
 
-/// Handle to the ledger writer. Cheap to clone.
+// Rows dominate the traffic; boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Row { event: UsageEvent, segment: u64 },
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle to the ledger. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    jobs: mpsc::Sender<Job>,
+    messages: mpsc::Sender<Message>,
+    journal: Arc<Journal>,
     committed: watch::Receiver<u64>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("event", &self.event.request_id)
-            .finish()
-    }
-}
-
-/// Most rows in one transaction.
-const MAX_BATCH: usize = 256;
-/// Rows waiting before producers are made to wait (back-pressure).
+/// Rows waiting for the store before producers are made to wait.
 const QUEUE: usize = 16_384;
 
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Row { event, .. } => f.debug_tuple("Row").field(&event.request_id).finish(),
+            Message::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
 impl Ledger {
-    /// Start the writer on `store`. The returned handle finishes once every
-    /// [`Ledger`] clone is dropped and every queued row is committed.
-    pub fn start(store: Arc<dyn Store>) -> (Ledger, tokio::task::JoinHandle<()>) {
-        let (jobs, rx) = mpsc::channel(QUEUE);
+    /// Replay any journal a previous process left in `journal_dir`, then
+    /// start the writer on `store`. The returned handle finishes once every
+    /// [`Ledger`] clone is dropped and every row is committed.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        journal_dir: &Path,
+    ) -> Result<(Ledger, tokio::task::JoinHandle<()>), LedgerError> {
+        let replayed = journal::replay_orphans(store.as_ref(), journal_dir).await?;
+        if replayed > 0 {
+            tracing::info!(
+                rows = replayed,
+                "ledger rows recovered from the journal of a stopped process"
+            );
+        }
+        let journal = Arc::new(Journal::open(journal_dir)?);
+        let (messages, rx) = mpsc::channel(QUEUE);
         let (committed_tx, committed) = watch::channel(0);
-        let writer = tokio::spawn(write_loop(store, rx, committed_tx));
-        (Ledger { jobs, committed }, writer)
+        let writer = tokio::spawn(writer::run(store, Arc::clone(&journal), rx, committed_tx));
+        Ok((
+            Ledger {
+                messages,
+                journal,
+                committed,
+            },
+            writer,
+        ))
     }
 
-    /// Rows committed since start; lets tests and metrics wait on the ledger
-    /// instead of polling the store.
+    /// Record a row. When this returns the row is in the journal: it
+    /// survives a crash of the gateway and reaches the store shortly.
+    pub async fn record(&self, event: UsageEvent) {
+        let segment = match self.journal.append(&event) {
+            Ok(segment) => segment,
+            Err(e) => {
+                // The row still goes to the store; only crash safety is lost.
+                tracing::error!(error = %e, request_id = %event.request_id, "ledger journal write failed");
+                journal::NO_SEGMENT
+            }
+        };
+        if self
+            .messages
+            .send(Message::Row { event, segment })
+            .await
+            .is_err()
+        {
+            tracing::error!("ledger writer has stopped; a usage row is only in the journal");
+        }
+    }
+
+    /// Wait until every row recorded before this call is in the store, so
+    /// that reports read what this node has answered.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.messages.send(Message::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Rows committed to the store since start; lets tests and metrics wait
+    /// on the ledger instead of polling the store.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
-    }
-
-    /// Queue a row without waiting for its commit (refusals).
-    pub async fn record(&self, event: UsageEvent) {
-        if self
-            .jobs
-            .send(Job {
-                event,
-                committed: None,
-            })
-            .await
-            .is_err()
-        {
-            tracing::error!("ledger writer has stopped; a usage row was not recorded");
-        }
-    }
-
-    /// Queue a row and wait until it is committed, or until `patience` runs
-    /// out (the store is down): the row stays queued and is written when the
-    /// store returns, but the client is not held hostage to it.
-    pub async fn record_durably(&self, event: UsageEvent, patience: Duration) {
-        let (tx, rx) = oneshot::channel();
-        let request_id = event.request_id.clone();
-        if self
-            .jobs
-            .send(Job {
-                event,
-                committed: Some(tx),
-            })
-            .await
-            .is_err()
-        {
-            tracing::error!("ledger writer has stopped; a usage row was not recorded");
-            return;
-        }
-        if tokio::time::timeout(patience, rx).await.is_err() {
-            tracing::warn!(%request_id, "ledger commit is slow; answering before it completes");
-        }
-    }
-}
-
-async fn write_loop(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Job>,
-    committed: watch::Sender<u64>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut events: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        events.clear();
-        events.extend(batch.iter().map(|j| j.event.clone()));
-        write_batch(store.as_ref(), &events).await;
-        committed.send_modify(|n| *n += events.len() as u64);
-        for job in batch.drain(..) {
-            if let Some(tx) = job.committed {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
-/// Write one batch, retrying while the store is unreachable. A batch the
-/// database refuses outright (a constraint or encoding it rejects) is split
-/// into single rows so that one bad row cannot hold up the others; a single
-/// row it refuses is logged with its request id and skipped.
-async fn write_batch(store: &dyn Store, events: &[UsageEvent]) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match store.append_usage(events).await {
-            Ok(()) => return,
-            Err(crate::store::StoreError::Database(sqlx::Error::Database(error))) => {
-                if let [event] = events {
-                    tracing::error!(request_id = %event.request_id, error = %error, "ledger row refused by the database; skipped");
-                    return;
-                }
-                for event in events {
-                    Box::pin(write_batch(store, std::slice::from_ref(event))).await;
-                }
-                return;
-            }
-            Err(error) => {
-                tracing::error!(error = %error, rows = events.len(), "ledger write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }

@@ -58,10 +58,10 @@ pub struct Provider {
     pub name: String,
     /// Wire format(s).
     pub kind: ProviderKind,
-    /// Base for OpenAI-format calls (includes `/v1`).
-    openai_base: String,
-    /// Base for Anthropic-format calls (without `/v1`).
-    anthropic_base: String,
+    /// Endpoints, parsed once so the hot path does not re-parse URLs.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
+    messages_url: reqwest::Url,
     api_key: SecretString,
     models: GlobSet,
 }
@@ -88,11 +88,16 @@ impl Provider {
             ProviderKind::Mock => format!("{}/v1", config.base_url),
             _ => config.base_url.clone(),
         };
+        let url = |text: String| {
+            reqwest::Url::parse(&text)
+                .map_err(|e| format!("provider {}: URL {text}: {e}", config.name))
+        };
         Ok(Provider {
             name: config.name.clone(),
             kind: config.kind,
-            openai_base,
-            anthropic_base: config.base_url.clone(),
+            chat_url: url(format!("{openai_base}/chat/completions"))?,
+            embeddings_url: url(format!("{openai_base}/embeddings"))?,
+            messages_url: url(format!("{}/v1/messages", config.base_url))?,
             api_key: config.api_key.clone(),
             models: builder.build().map_err(|e| e.to_string())?,
         })
@@ -109,9 +114,10 @@ impl Provider {
 
     /// The upstream URL and authentication for `op`.
     pub fn request(&self, client: &reqwest::Client, op: Operation) -> reqwest::RequestBuilder {
-        match op.dialect() {
-            Dialect::OpenAi => openai::request(client, &self.openai_base, &self.api_key, op),
-            Dialect::Anthropic => anthropic::request(client, &self.anthropic_base, &self.api_key),
+        match op {
+            Operation::ChatCompletions => openai::request(client, &self.chat_url, &self.api_key),
+            Operation::Embeddings => openai::request(client, &self.embeddings_url, &self.api_key),
+            Operation::Messages => anthropic::request(client, &self.messages_url, &self.api_key),
         }
     }
 }

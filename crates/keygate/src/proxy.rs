@@ -24,9 +24,6 @@ use std::time::{Duration, Instant};
 
 pub use models::list_models;
 
-/// How long a finished response waits for its ledger commit at most.
-const LEDGER_PATIENCE: Duration = Duration::from_secs(5);
-
 /// Client headers the providers' APIs need and that carry no credential.
 const PASS_THROUGH: &[&str] = &["anthropic-version", "anthropic-beta", "openai-beta"];
 
@@ -191,7 +188,6 @@ async fn proxy(
                 ledger: state.ledger.clone(),
                 event: event.clone(),
                 started,
-                patience: LEDGER_PATIENCE,
             },
         );
         // The relay records this request's ledger row when the stream ends.
@@ -205,10 +201,7 @@ async fn proxy(
     event.completion_tokens = tokens.completion;
     event.status = status.as_u16();
     event.latency_ms = elapsed_ms(started);
-    state
-        .ledger
-        .record_durably(event.clone(), LEDGER_PATIENCE)
-        .await;
+    state.ledger.record(event.clone()).await;
     Ok(plain_response(status, content_type, body))
 }
 
@@ -286,10 +279,7 @@ async fn passthrough_or_refuse(
             event.status = status.as_u16();
             event.error_code = Some("upstream_rejected_request".into());
             event.latency_ms = elapsed_ms(started);
-            state
-                .ledger
-                .record_durably(event.clone(), LEDGER_PATIENCE)
-                .await;
+            state.ledger.record(event.clone()).await;
             Ok(plain_response(status, content_type, body))
         }
         429 => {

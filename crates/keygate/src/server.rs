@@ -28,6 +28,9 @@ pub enum StartError {
     /// Store.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Ledger journal.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// Server secret.
     #[error(transparent)]
     Pepper(#[from] crate::auth::pepper::PepperError),
@@ -392,7 +395,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     };
     let registry = Registry::new(&config, mock_base).map_err(StartError::Providers)?;
 
-    let (ledger, ledger_writer) = Ledger::start(Arc::clone(&store));
+    let (ledger, ledger_writer) =
+        Ledger::start(Arc::clone(&store), &config.data_dir.join("journal")).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(io_error(format!("binding {}", config.listen)))?;

@@ -9,10 +9,10 @@ pub const DEFAULT_VERSION: &str = "2023-06-01";
 /// `anthropic-version` is added by the caller (the client's, or the default).
 pub fn request(
     client: &reqwest::Client,
-    base_url: &str,
+    url: &reqwest::Url,
     api_key: &SecretString,
 ) -> reqwest::RequestBuilder {
     client
-        .post(format!("{base_url}/v1/messages"))
+        .post(url.clone())
         .header("x-api-key", api_key.expose_secret())
 }

@@ -27,8 +27,6 @@ pub struct Plan {
     pub event: UsageEvent,
     /// When the request arrived.
     pub started: Instant,
-    /// Longest wait for the ledger commit before finishing anyway.
-    pub patience: Duration,
 }
 
 enum Outcome {
@@ -90,7 +88,7 @@ async fn run(
     match outcome {
         Outcome::Complete => {
             held.extend_from_slice(&splitter.remainder());
-            plan.ledger.record_durably(event, plan.patience).await;
+            plan.ledger.record(event).await;
             if !held.is_empty() {
                 let _ = tx.send(Ok(held.freeze())).await;
             }

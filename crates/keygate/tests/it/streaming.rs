@@ -7,7 +7,7 @@ use keygate::mock::MockOptions;
 use serde_json::json;
 
 #[tokio::test]
-async fn a_stream_the_client_saw_complete_is_already_in_the_ledger() {
+async fn a_stream_the_client_saw_complete_is_already_journaled() {
     for backend in BACKENDS {
         let gw = TestGateway::start(backend, MockOptions::default()).await;
         let (id, key) = gw.create_key(json!({"name": "s"})).await;

@@ -77,7 +77,7 @@ pub struct TestGateway {
     pub http: reqwest::Client,
     database: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -125,7 +125,7 @@ impl TestGateway {
             http: reqwest::Client::new(),
             database,
             shutdown: Some(shutdown),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -178,12 +178,24 @@ impl TestGateway {
         committed.wait_for(|n| *n >= rows).await.unwrap();
     }
 
+    /// Ledger rows of a key, after the ledger moved every recorded row into
+    /// the store.
     pub async fn events_of(&self, key_id: &str) -> Vec<keygate::ledger::UsageEvent> {
+        self.state.ledger.flush().await;
         let filter = UsageFilter {
             key_id: Some(key_id.to_string()),
             ..Default::default()
         };
         self.store().usage_events(&filter, 1000).await.unwrap()
+    }
+
+    /// Everything in this gateway's ledger journal.
+    pub fn journal_text(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.dir.path().join("journal")).unwrap() {
+            text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+        text
     }
 
     pub async fn finish(mut self) {
