@@ -12,7 +12,12 @@ async fn a_stream_the_client_saw_complete_is_already_journaled() {
         let gw = TestGateway::start(backend, MockOptions::default()).await;
         let (id, key) = gw.create_key(json!({"name": "s"})).await;
         for _ in 0..5 {
-            let body = gw.chat(&key, chat_body(true)).await.text().await.unwrap();
+            let response = gw.chat(&key, chat_body(true)).await;
+            let request_id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body = response.text().await.unwrap();
             assert!(
                 body.ends_with("data: [DONE]\n\n"),
                 "{backend:?}: stream incomplete"
@@ -21,8 +26,12 @@ async fn a_stream_the_client_saw_complete_is_already_journaled() {
                 !body.contains("\"choices\":[]"),
                 "usage chunk keygate asked for is stripped"
             );
+            // No waiting: the terminal event was held until the row was journaled.
+            assert!(
+                gw.journal_text().contains(&request_id),
+                "{backend:?}: journaled before the end"
+            );
         }
-        // No waiting: the terminal event was held until the commit.
         let events = gw.events_of(&id).await;
         assert_eq!(events.len(), 5, "{backend:?}");
         for event in events {
