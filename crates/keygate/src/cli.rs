@@ -65,6 +65,10 @@ pub enum Format {
 /// Parse the command line and run it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve(args) = cli.command {
+        // The gateway runs its own runtimes, one per worker thread.
+        return report(serve::run(args, &cli.target));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,12 +81,16 @@ pub fn run() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args, &cli.target).await,
+            Command::Serve(_) => Ok(()),
             Command::MockProvider(options) => crate::mock::run(options).await,
             Command::Keys(command) => keys::run(command, &cli.target).await,
             Command::Usage(args) => usage::run(args, &cli.target).await,
         }
     });
+    report(result)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

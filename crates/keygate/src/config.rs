@@ -95,6 +95,8 @@ pub struct RawConfig {
     pub stream_idle_timeout: Option<String>,
     /// `KEYGATE_KEY_REFRESH_INTERVAL` (e.g. `1s`)
     pub key_refresh_interval: Option<String>,
+    /// `KEYGATE_WORKERS`: serving threads (default: one per core)
+    pub workers: Option<usize>,
     /// `KEYGATE_ENVIRONMENTS` (comma-separated)
     pub environments: Option<Vec<String>>,
     /// Model aliases: `alias = "provider/model"`.
@@ -142,6 +144,8 @@ pub struct Config {
     pub stream_idle_timeout: Duration,
     /// How often each node re-reads changed keys from the store.
     pub key_refresh_interval: Duration,
+    /// Serving threads, each with its own single-threaded runtime.
+    pub workers: usize,
     /// Environment names keys may carry.
     pub environments: Vec<String>,
     /// Model aliases.
@@ -289,6 +293,10 @@ impl Config {
             raw.key_refresh_interval,
             "1s",
         )?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers = number(env, "KEYGATE_WORKERS", raw.workers, cores)?;
         let environments = env
             .var("KEYGATE_ENVIRONMENTS")
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
@@ -373,6 +381,7 @@ impl Config {
             upstream_timeout,
             stream_idle_timeout,
             key_refresh_interval,
+            workers,
             environments,
             aliases: raw.aliases,
             providers,

@@ -53,9 +53,15 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
 }
 
-/// Everything a request handler needs; cheap to clone.
+/// Everything a request handler needs; cheap to clone. Each worker thread
+/// has its own upstream client, so a pooled upstream connection is always
+/// driven by the thread that uses it.
 #[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState {
+    shared: Arc<Shared>,
+    /// Upstream HTTP client (connection pool) of this worker.
+    pub http: reqwest::Client,
+}
 
 /// The shared parts of [`AppState`].
 #[derive(Debug)]
@@ -70,21 +76,31 @@ pub struct Shared {
     pub ledger: Ledger,
     /// Providers and aliases.
     pub registry: Registry,
-    /// Upstream HTTP client (connection pool).
-    pub http: reqwest::Client,
 }
 
 impl Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
-        &self.0
+        &self.shared
     }
 }
 
 impl AppState {
     /// Assemble state from its parts.
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
+    pub fn new(shared: Shared) -> Result<Self, StartError> {
+        Ok(AppState {
+            shared: Arc::new(shared),
+            http: http_client()?,
+        })
+    }
+
+    /// The same shared state with an upstream client of its own, for
+    /// another worker thread.
+    pub fn for_worker(&self) -> Result<Self, StartError> {
+        Ok(AppState {
+            shared: Arc::clone(&self.shared),
+            http: http_client()?,
+        })
     }
 }
 
@@ -188,6 +204,9 @@ async fn limit_headers(State(state): State<AppState>, request: Request, next: Ne
 /// The upstream HTTP client: pooled, TCP_NODELAY, rustls.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        // Upstreams are named explicitly in configuration; matching every
+        // request against HTTP(S)_PROXY rules re-parses its URL each time.
+        .no_proxy()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
@@ -306,21 +325,7 @@ impl Gateway {
             ledger_writer,
             ..
         } = self;
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        // Accepted sockets get TCP_NODELAY: without it small responses on
-        // keep-alive connections wait on Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| StartError::Io {
-                context: "serving".into(),
-                source,
-            })?;
+        serve_listener(listener, state, shutdown).await?;
         // The router (and its ledger handles) are gone: let the writer drain.
         if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
             .await
@@ -332,9 +337,106 @@ impl Gateway {
     }
 }
 
-/// Run the gateway until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), StartError> {
-    start(config).await?.run(shutdown_signal()).await
+/// Run the gateway until SIGINT or SIGTERM, with one single-threaded
+/// runtime per worker (`KEYGATE_WORKERS`, default one per core), each
+/// accepting on its own `SO_REUSEPORT` socket — the nginx model. Requests
+/// then never hop between threads, which on a small machine costs more than
+/// everything keygate does per request.
+pub fn serve(config: Config) -> Result<(), StartError> {
+    let workers = config.workers.max(1);
+    let runtime = single_threaded_runtime()?;
+    runtime.block_on(async move {
+        let gateway = start(config).await?;
+        let addr = gateway.local_addr;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        for worker in 1..workers {
+            let state = gateway.state.for_worker()?;
+            let stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("keygate-worker-{worker}"))
+                .spawn(move || -> Result<(), StartError> {
+                    single_threaded_runtime()?.block_on(async move {
+                        let listener = reuseport_listener(addr)
+                            .map_err(io_error(format!("binding {addr}")))?;
+                        serve_listener(listener, state, stopped(stop)).await
+                    })
+                })
+                .map_err(io_error("starting a worker thread"))?;
+            threads.push(thread);
+        }
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let Gateway {
+            state,
+            listener,
+            ledger_writer,
+            ..
+        } = gateway;
+        serve_listener(listener, state, stopped(stop_rx)).await?;
+        for thread in threads {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "a worker failed"),
+                Ok(Err(_)) | Err(_) => tracing::error!("a worker thread panicked"),
+                Ok(Ok(Ok(()))) => {}
+            }
+        }
+        // Every worker (and its ledger handles) is gone: let the writer drain.
+        if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("ledger writer did not drain within 10 s of shutdown");
+        }
+        Ok(())
+    })
+}
+
+fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_error("starting the async runtime"))
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// A listener that other workers can bind too (`SO_REUSEPORT`), the kernel
+/// spreading connections among them.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Serve the router on one listener until `shutdown` completes.
+async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Accepted sockets get TCP_NODELAY: without it small responses on
+    // keep-alive connections wait on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(io_error("serving"))
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -397,8 +499,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
 
     let (ledger, ledger_writer) =
         Ledger::start(Arc::clone(&store), &config.data_dir.join("journal")).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = reuseport_listener(config.listen)
         .map_err(io_error(format!("binding {}", config.listen)))?;
     let local_addr = listener
         .local_addr()
@@ -415,8 +516,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         store: Arc::clone(&store),
         ledger,
         registry,
-        http: http_client()?,
-    });
+    })?;
     println!(
         "keygate: listening on http://{local_addr} (store: {})",
         store.backend()

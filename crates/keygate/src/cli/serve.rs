@@ -19,7 +19,7 @@ pub struct ServeArgs {
     database_url: Option<String>,
 }
 
-pub(super) async fn run(args: ServeArgs, target: &Target) -> anyhow::Result<()> {
+pub(super) fn run(args: ServeArgs, target: &Target) -> anyhow::Result<()> {
     crate::telemetry::init();
     let mut flags = BTreeMap::new();
     if let Some(listen) = args.listen {
@@ -32,6 +32,6 @@ pub(super) async fn run(args: ServeArgs, target: &Target) -> anyhow::Result<()> 
         flags.insert("KEYGATE_DATA_DIR".to_string(), dir.display().to_string());
     }
     let config = Config::load(args.config.as_deref(), &FlagsOverEnv(flags))?;
-    crate::server::serve(config).await?;
+    crate::server::serve(config)?;
     Ok(())
 }

@@ -29,21 +29,19 @@ pub(super) async fn run(
             None => break,
             Some(message) => take(message, &mut events, &mut segments, &mut flushes),
         }
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while events.len() < MAX_BATCH && flushes.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(message)) => take(message, &mut events, &mut segments, &mut flushes),
-                Ok(None) => {
+        // Linger without waiting on the channel: a receiver parked in
+        // `recv` would be woken (across threads) by every request's send.
+        if flushes.is_empty() {
+            tokio::time::sleep(LINGER).await;
+        }
+        while events.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(message) => take(message, &mut events, &mut segments, &mut flushes),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
                     break;
                 }
-                Err(_) => break,
-            }
-        }
-        if !flushes.is_empty() {
-            // Everything already queued counts as "recorded before the flush".
-            while let Ok(message) = rx.try_recv() {
-                take(message, &mut events, &mut segments, &mut flushes);
             }
         }
         write_batch(store.as_ref(), &events).await;
