@@ -151,64 +151,23 @@ impl ApiError {
         )
     }
 
-    /// The OpenAI `type` field for this error.
-    fn openai_type(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "authentication_error",
-            402 => "insufficient_quota",
-            403 => "permission_error",
-            404 => "not_found_error",
-            429 => "rate_limit_error",
-            500..=599 => "api_error",
-            _ => "invalid_request_error",
-        }
-    }
-
-    /// The Anthropic `error.type` for this error.
-    fn anthropic_type(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "authentication_error",
-            402 => "billing_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            504 => "timeout_error",
-            500..=599 => "api_error",
-            _ => "invalid_request_error",
-        }
-    }
-
-    /// The Google RPC status name for this error.
-    fn google_status(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "UNAUTHENTICATED",
-            402 | 429 => "RESOURCE_EXHAUSTED",
-            403 => "PERMISSION_DENIED",
-            404 => "NOT_FOUND",
-            504 => "DEADLINE_EXCEEDED",
-            500..=599 => "UNAVAILABLE",
-            _ => "INVALID_ARGUMENT",
-        }
-    }
-
     /// Render in the given shape.
     pub fn to_response(&self, shape: ErrorShape) -> Response {
         let body = match shape {
             ErrorShape::OpenAi => json!({"error": {
                 "message": self.message,
-                "type": self.openai_type(),
+                "type": openai_error_type(self.status),
                 "param": self.param,
                 "code": self.code,
             }}),
             ErrorShape::Anthropic => json!({"type": "error", "error": {
-                "type": self.anthropic_type(),
+                "type": anthropic_error_type(self.status),
                 "message": self.message,
             }}),
             ErrorShape::Google => json!({"error": {
                 "code": self.status.as_u16(),
                 "message": self.message,
-                "status": self.google_status(),
+                "status": google_status_name(self.status),
             }}),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -218,6 +177,48 @@ impl ApiError {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// The OpenAI `error.type` for a status.
+pub fn openai_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "insufficient_quota",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// The Anthropic `error.type` for a status.
+pub fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        503 | 529 => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// The Google RPC status name for a status.
+pub fn google_status_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "UNAUTHENTICATED",
+        402 | 429 => "RESOURCE_EXHAUSTED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        504 => "DEADLINE_EXCEEDED",
+        500..=599 => "UNAVAILABLE",
+        _ => "INVALID_ARGUMENT",
     }
 }
 

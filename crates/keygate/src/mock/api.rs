@@ -119,73 +119,26 @@ pub(super) struct Ctx<'a> {
     pub body: &'a [u8],
 }
 
-/// The provider type string for an OpenAI-shaped error of `status`.
-fn openai_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_exceeded",
-        500..=599 => "server_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// The `error.type` of an Anthropic error of `status`.
-fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 | 503 => "overloaded_error",
-        500..=599 => "api_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// The `error.status` of a Google error of `status`.
-fn google_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 | 413 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        405 => "UNIMPLEMENTED",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        500..=599 => "INTERNAL",
-        _ => "FAILED_PRECONDITION",
-    }
-}
-
 /// The error body in `flavor`'s shape.
 pub(super) fn error_body(flavor: Flavor, e: &ApiError) -> Vec<u8> {
     let value = match flavor {
         Flavor::OpenAi => serde_json::json!({
             "error": {
                 "message": e.message,
-                "type": openai_type(e.status),
+                "type": crate::error::openai_error_type(e.status),
                 "param": e.param,
                 "code": e.code,
             }
         }),
         Flavor::Anthropic => serde_json::json!({
             "type": "error",
-            "error": {"type": anthropic_type(e.status), "message": e.message},
+            "error": {"type": crate::error::anthropic_error_type(e.status), "message": e.message},
         }),
         Flavor::Gemini => serde_json::json!({
             "error": {
                 "code": e.status.as_u16(),
                 "message": e.message,
-                "status": google_status(e.status),
+                "status": crate::error::google_status_name(e.status),
             }
         }),
     };
