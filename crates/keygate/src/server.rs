@@ -207,6 +207,9 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         // Upstreams are named explicitly in configuration; matching every
         // request against HTTP(S)_PROXY rules re-parses its URL each time.
         .no_proxy()
+        // A provider never redirects an API call; following one could carry
+        // the provider key to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))

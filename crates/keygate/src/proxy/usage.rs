@@ -47,20 +47,27 @@ struct WithUsage<U> {
     usage: Option<U>,
 }
 
+/// The `usage` object of a response body. Providers put it at the top level,
+/// usually last; the unescaped key `"usage":` cannot occur inside a JSON
+/// string, so the object is parsed from there instead of parsing the whole
+/// (possibly large) body.
+fn usage_object<'a, U: Deserialize<'a>>(body: &'a [u8]) -> Option<U> {
+    let key = memchr::memmem::rfind(body, b"\"usage\":")?;
+    let rest = &body[key + b"\"usage\":".len()..];
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Option<U>>();
+    values.next()?.ok()?
+}
+
 /// Usage from a complete (non-streamed) response body; zero when absent.
 pub fn from_body(op: Operation, body: &[u8]) -> Tokens {
     match op.dialect() {
-        Dialect::OpenAi => serde_json::from_slice::<WithUsage<OpenAiUsage>>(body)
-            .ok()
-            .and_then(|w| w.usage)
+        Dialect::OpenAi => usage_object::<OpenAiUsage>(body)
             .map(|u| Tokens {
                 prompt: u.prompt_tokens,
                 completion: u.completion_tokens,
             })
             .unwrap_or_default(),
-        Dialect::Anthropic => serde_json::from_slice::<WithUsage<AnthropicUsage>>(body)
-            .ok()
-            .and_then(|w| w.usage)
+        Dialect::Anthropic => usage_object::<AnthropicUsage>(body)
             .map(|u| Tokens {
                 prompt: u.input().unwrap_or(0),
                 completion: u.output_tokens.unwrap_or(0),

@@ -3,6 +3,9 @@
 //! the given sqlx database. SQLite and PostgreSQL accept the same `$n`
 //! placeholders, `ON CONFLICT … DO NOTHING` and `CAST(… AS BIGINT)`.
 
+/// Ledger rows per INSERT statement.
+pub(crate) const USAGE_CHUNK: usize = 32;
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
@@ -192,29 +195,36 @@ macro_rules! impl_store {
                 if events.is_empty() {
                     return Ok(());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
-                     prompt_tokens, completion_tokens, status, error_code, latency_ms, streamed, \
-                     source_ip, user_agent) ",
-                );
-                query.push_values(events, |mut row, e| {
-                    row.push_bind(e.request_id.as_str())
-                        .push_bind(e.ts)
-                        .push_bind(e.key_id.as_deref())
-                        .push_bind(e.route.as_str())
-                        .push_bind(e.model.as_deref())
-                        .push_bind(e.provider.as_deref())
-                        .push_bind(e.prompt_tokens)
-                        .push_bind(e.completion_tokens)
-                        .push_bind(i64::from(e.status))
-                        .push_bind(e.error_code.as_deref())
-                        .push_bind(e.latency_ms)
-                        .push_bind(i64::from(e.streamed))
-                        .push_bind(e.source_ip.as_deref())
-                        .push_bind(e.user_agent.as_deref());
-                });
-                query.push(" ON CONFLICT (request_id) DO NOTHING");
-                query.build().execute(&self.pool).await?;
+                // Fixed-size chunks keep the number of distinct statements
+                // small, so each is prepared once and then reused from the
+                // connection's statement cache; one transaction for all.
+                let mut tx = self.pool.begin().await?;
+                for chunk in events.chunks($crate::store::sql::USAGE_CHUNK) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
+                         prompt_tokens, completion_tokens, status, error_code, latency_ms, streamed, \
+                         source_ip, user_agent) ",
+                    );
+                    query.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.request_id.as_str())
+                            .push_bind(e.ts)
+                            .push_bind(e.key_id.as_deref())
+                            .push_bind(e.route.as_str())
+                            .push_bind(e.model.as_deref())
+                            .push_bind(e.provider.as_deref())
+                            .push_bind(e.prompt_tokens)
+                            .push_bind(e.completion_tokens)
+                            .push_bind(i64::from(e.status))
+                            .push_bind(e.error_code.as_deref())
+                            .push_bind(e.latency_ms)
+                            .push_bind(i64::from(e.streamed))
+                            .push_bind(e.source_ip.as_deref())
+                            .push_bind(e.user_agent.as_deref());
+                    });
+                    query.push(" ON CONFLICT (request_id) DO NOTHING");
+                    query.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
