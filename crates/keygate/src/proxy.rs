@@ -141,15 +141,24 @@ async fn proxy(
     event.model = Some(crate::ledger::clean_text(&head.model));
     event.streamed = head.stream;
 
-    let route = state.registry.resolve(&head.model, op)?;
-    if !key.models.allows(&head.model, &route.canonical) {
-        return Err(ApiError::forbidden(
+    let not_allowed = || {
+        ApiError::forbidden(
             "model_not_allowed",
             format!(
                 "This API key is not allowed to use the model '{}'.",
                 crate::error::printable(&head.model)
             ),
-        ));
+        )
+    };
+    // A model the key may not use is refused as such even when it is not
+    // configured, so a key cannot probe which models the gateway serves.
+    let route = match state.registry.resolve(&head.model, op) {
+        Ok(route) => route,
+        Err(_) if !key.models.allows(&head.model, &head.model) => return Err(not_allowed()),
+        Err(error) => return Err(error),
+    };
+    if !key.models.allows(&head.model, &route.canonical) {
+        return Err(not_allowed());
     }
     event.provider = Some(route.provider.name.clone());
 

@@ -8,5 +8,6 @@
 mod support;
 
 mod admin;
+mod routing;
 mod store;
 mod streaming;

@@ -84,7 +84,18 @@ impl TestGateway {
     /// A gateway on `backend` whose OpenAI and Anthropic providers are a
     /// fresh mock with `options`.
     pub async fn start(backend: Backend, options: MockOptions) -> TestGateway {
+        Self::start_with(backend, options, |_| (String::new(), BTreeMap::new())).await
+    }
+
+    /// Like [`start`](Self::start), with a TOML config file and extra
+    /// environment variables made from the mock's address.
+    pub async fn start_with(
+        backend: Backend,
+        options: MockOptions,
+        extra: impl FnOnce(SocketAddr) -> (String, BTreeMap<String, String>),
+    ) -> TestGateway {
         let mock = mock(options).await;
+        let (toml_text, extra_env) = extra(mock);
         let dir = tempfile::tempdir().unwrap();
         let provider_key = format!(
             "sk-test-{}",
@@ -105,7 +116,9 @@ impl TestGateway {
                 Some(name)
             }
         };
-        let config = Config::from_raw(RawConfig::default(), &env).unwrap();
+        env.extend(extra_env);
+        let raw: RawConfig = toml::from_str(&toml_text).unwrap();
+        let config = Config::from_raw(raw, &env).unwrap();
         let gateway = keygate::server::start(config).await.unwrap();
         let state = gateway.state().clone();
         let addr = gateway.local_addr();

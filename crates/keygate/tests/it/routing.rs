@@ -1,0 +1,85 @@
+//! Routing: configured OpenAI-compatible providers, aliases and
+//! `provider/model`, each reaching the right upstream with its own key.
+
+use crate::support::{Backend, TestGateway};
+use keygate::mock::MockOptions;
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[tokio::test]
+async fn configured_providers_and_aliases_reach_their_upstream_with_their_key() {
+    let local_key = format!("local-{}", Alphanumeric.sample_string(&mut rand::rng(), 24));
+    let key_for_env = local_key.clone();
+    let gw = TestGateway::start_with(Backend::Sqlite, MockOptions::default(), move |mock| {
+        let toml = format!(
+            "[[providers]]\nname = \"local\"\nkind = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
+             api_key_env = \"LOCAL_LLM_KEY\"\nmodels = [\"llama-*\"]\n\n[aliases]\nfast = \"local/llama-3-8b\"\n"
+        );
+        (toml, BTreeMap::from([("LOCAL_LLM_KEY".to_string(), key_for_env)]))
+    })
+    .await;
+    let (id, key) = gw
+        .create_key(json!({"name": "r", "models": ["fast", "llama-*", "local/*"]}))
+        .await;
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+
+    for (model, upstream_model) in [
+        ("fast", "llama-3-8b"),
+        ("llama-3-70b", "llama-3-70b"),
+        ("local/qwen", "qwen"),
+    ] {
+        let http = reqwest::Client::new();
+        http.delete(format!("http://{}/_mock/requests", gw.mock))
+            .send()
+            .await
+            .unwrap();
+        let response = gw.chat(&key, ask(model)).await;
+        assert_eq!(response.status(), 200, "{model}");
+        let seen: Value = http
+            .get(format!("http://{}/_mock/requests", gw.mock))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let request = &seen[0];
+        assert_eq!(request["path"], "/v1/chat/completions");
+        assert_eq!(
+            request["headers"]["authorization"],
+            format!("Bearer {local_key}"),
+            "{model}: the configured provider's key"
+        );
+        let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            body["model"], upstream_model,
+            "{model}: the upstream's own model name"
+        );
+        assert!(
+            !request.to_string().contains(&key),
+            "the client's key never goes upstream"
+        );
+    }
+
+    // Allowed by the key but not served: 400 naming the model; not allowed: 403.
+    let response = gw.chat(&key, ask("llama")).await;
+    assert_eq!(response.status(), 403);
+    let response = gw.chat(&key, ask("gpt-4o")).await;
+    assert_eq!(response.status(), 403);
+    let (_, all) = gw.create_key(json!({"name": "all"})).await;
+    let response = gw.chat(&all, ask("mistral-large")).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "model_not_found");
+
+    let events = gw.events_of(&id).await;
+    let providers: Vec<_> = events
+        .iter()
+        .filter(|e| e.status == 200)
+        .map(|e| e.provider.clone().unwrap())
+        .collect();
+    assert_eq!(providers, vec!["local", "local", "local"]);
+    gw.finish().await;
+}
