@@ -243,12 +243,15 @@ read -r -a NGINX_WORKER_ARR <<<"$NGINX_WORKERS"
 EXTRA_PIDS+=("${NGINX_WORKER_ARR[@]}")
 log "nginx on $NGINX_ADDR (master $NGINX_PID, worker(s) $NGINX_WORKERS)"
 
-# keygate -> mock, SQLite ledger in a fresh data directory.
+# keygate -> mock, SQLite ledger in a fresh data directory. One serving
+# worker, as nginx above runs one worker process: the comparison is per
+# request at equal parallelism (set BENCH_KEYGATE_WORKERS to change it).
 KG_DATA=$TMP/keygate-data
 mkdir -p "$KG_DATA"
 UPSTREAM_KEY=sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 env -u KEYGATE_CONFIG -u KEYGATE_DATABASE_URL -u KEYGATE_ADMIN_KEY -u KEYGATE_URL \
   KEYGATE_LISTEN=127.0.0.1:0 KEYGATE_DATA_DIR="$KG_DATA" KEYGATE_LOG=warn \
+  KEYGATE_WORKERS="${BENCH_KEYGATE_WORKERS:-1}" \
   OPENAI_API_KEY="$UPSTREAM_KEY" OPENAI_BASE_URL="http://$MOCK_ADDR/v1" \
   "$KG" serve >"$TMP/keygate.out" 2>"$TMP/keygate.err" &
 KG_PID=$!

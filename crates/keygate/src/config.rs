@@ -144,7 +144,7 @@ pub struct Config {
     pub stream_idle_timeout: Duration,
     /// How often each node re-reads changed keys from the store.
     pub key_refresh_interval: Duration,
-    /// Serving threads, each with its own single-threaded runtime.
+    /// Runtime worker threads serving requests.
     pub workers: usize,
     /// Environment names keys may carry.
     pub environments: Vec<String>,

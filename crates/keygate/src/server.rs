@@ -53,13 +53,11 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
 }
 
-/// Everything a request handler needs; cheap to clone. Each worker thread
-/// has its own upstream client, so a pooled upstream connection is always
-/// driven by the thread that uses it.
+/// Everything a request handler needs; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
     shared: Arc<Shared>,
-    /// Upstream HTTP client (connection pool) of this worker.
+    /// Upstream HTTP client (connection pool).
     pub http: reqwest::Client,
 }
 
@@ -90,15 +88,6 @@ impl AppState {
     pub fn new(shared: Shared) -> Result<Self, StartError> {
         Ok(AppState {
             shared: Arc::new(shared),
-            http: http_client()?,
-        })
-    }
-
-    /// The same shared state with an upstream client of its own, for
-    /// another worker thread.
-    pub fn for_worker(&self) -> Result<Self, StartError> {
-        Ok(AppState {
-            shared: Arc::clone(&self.shared),
             http: http_client()?,
         })
     }
@@ -340,86 +329,15 @@ impl Gateway {
     }
 }
 
-/// Run the gateway until SIGINT or SIGTERM, with one single-threaded
-/// runtime per worker (`KEYGATE_WORKERS`, default one per core), each
-/// accepting on its own `SO_REUSEPORT` socket — the nginx model. Requests
-/// then never hop between threads, which on a small machine costs more than
-/// everything keygate does per request.
+/// Run the gateway until SIGINT or SIGTERM on a runtime with
+/// `KEYGATE_WORKERS` threads (default: one per core).
 pub fn serve(config: Config) -> Result<(), StartError> {
-    let workers = config.workers.max(1);
-    let runtime = single_threaded_runtime()?;
-    runtime.block_on(async move {
-        let gateway = start(config).await?;
-        let addr = gateway.local_addr;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut threads = Vec::new();
-        for worker in 1..workers {
-            let state = gateway.state.for_worker()?;
-            let stop = stop_rx.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("keygate-worker-{worker}"))
-                .spawn(move || -> Result<(), StartError> {
-                    single_threaded_runtime()?.block_on(async move {
-                        let listener = reuseport_listener(addr)
-                            .map_err(io_error(format!("binding {addr}")))?;
-                        serve_listener(listener, state, stopped(stop)).await
-                    })
-                })
-                .map_err(io_error("starting a worker thread"))?;
-            threads.push(thread);
-        }
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let Gateway {
-            state,
-            listener,
-            ledger_writer,
-            ..
-        } = gateway;
-        serve_listener(listener, state, stopped(stop_rx)).await?;
-        for thread in threads {
-            match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(Err(e))) => tracing::error!(error = %e, "a worker failed"),
-                Ok(Err(_)) | Err(_) => tracing::error!("a worker thread panicked"),
-                Ok(Ok(Ok(()))) => {}
-            }
-        }
-        // Every worker (and its ledger handles) is gone: let the writer drain.
-        if tokio::time::timeout(Duration::from_secs(10), ledger_writer)
-            .await
-            .is_err()
-        {
-            tracing::warn!("ledger writer did not drain within 10 s of shutdown");
-        }
-        Ok(())
-    })
-}
-
-fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, StartError> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers.max(1))
         .enable_all()
         .build()
-        .map_err(io_error("starting the async runtime"))
-}
-
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
-/// A listener that other workers can bind too (`SO_REUSEPORT`), the kernel
-/// spreading connections among them.
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+        .map_err(io_error("starting the async runtime"))?
+        .block_on(async move { start(config).await?.run(shutdown_signal()).await })
 }
 
 /// Serve the router on one listener until `shutdown` completes.
@@ -502,7 +420,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
 
     let (ledger, ledger_writer) =
         Ledger::start(Arc::clone(&store), &config.data_dir.join("journal")).await?;
-    let listener = reuseport_listener(config.listen)
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
         .map_err(io_error(format!("binding {}", config.listen)))?;
     let local_addr = listener
         .local_addr()

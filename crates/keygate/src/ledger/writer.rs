@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 const MAX_BATCH: usize = 512;
 /// How long a batch waits for company: rows are already safe in the
 /// journal, so a short wait buys one transaction per many requests.
-const LINGER: Duration = Duration::from_millis(50);
+const LINGER: Duration = Duration::from_millis(5);
 
 pub(super) async fn run(
     store: Arc<dyn Store>,
