@@ -132,6 +132,22 @@ pub fn rewrite(
     if route.upstream_model == head.model && !want_stream_usage {
         return Ok(bytes.clone());
     }
+    if route.upstream_model == head.model
+        && memchr::memmem::find(bytes, b"\"stream_options\"").is_none()
+    {
+        // The common streamed request: splice the option in after the
+        // opening brace instead of re-encoding a possibly large body. The
+        // body is a validated JSON object with a `model` member, so a member
+        // follows the brace, and the key is absent, so none is duplicated.
+        if let Some(brace) = bytes.iter().position(|b| *b == b'{') {
+            const OPTION: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
+            let mut spliced = Vec::with_capacity(bytes.len() + OPTION.len());
+            spliced.extend_from_slice(&bytes[..=brace]);
+            spliced.extend_from_slice(OPTION);
+            spliced.extend_from_slice(&bytes[brace + 1..]);
+            return Ok(Bytes::from(spliced));
+        }
+    }
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| ApiError::invalid_request("The request body is not valid JSON."))?;
     let Some(object) = value.as_object_mut() else {
@@ -188,6 +204,52 @@ mod tests {
         assert_eq!(head(r#"{"stream":true}"#), Err(400));
         assert_eq!(head(r#"{"model":"m","stream":"yes"}"#), Err(400));
         assert_eq!(head(r#"{"model":"m"} trailing"#), Err(400));
+    }
+
+    fn route(model: &str) -> Route {
+        let config = crate::config::Config::from_raw(
+            crate::config::RawConfig::default(),
+            &std::collections::BTreeMap::<String, String>::new(),
+        )
+        .unwrap();
+        let registry =
+            crate::providers::Registry::new(&config, Some("http://127.0.0.1:1".into())).unwrap();
+        let mut route = registry
+            .resolve(model, crate::providers::Operation::ChatCompletions)
+            .unwrap();
+        route.upstream_model = model.to_string();
+        route
+    }
+
+    #[test]
+    fn stream_usage_is_requested_with_or_without_a_rewrite() {
+        for (body, model) in [
+            (r#"{"model":"m","stream":true,"messages":[]}"#, "m"),
+            (r#" { "model" : "m", "stream": true } "#, "m"),
+            (
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
+                "m",
+            ),
+            (r#"{"model":"m","stream":true,"stream_options":null}"#, "m"),
+            (r#"{"model":"alias","stream":true}"#, "upstream"),
+        ] {
+            let bytes = Bytes::from(body);
+            let head = parse_head(&bytes).unwrap();
+            let out = rewrite(&bytes, &head, &route(model), true).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(value["stream_options"]["include_usage"], true, "{body}");
+            assert_eq!(value["model"], model, "{body}");
+            assert_eq!(value["stream"], true, "{body}");
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert_eq!(text.matches("stream_options").count(), 1, "{body}");
+        }
+        let bytes = Bytes::from(r#"{"model":"m"}"#);
+        let head = parse_head(&bytes).unwrap();
+        assert_eq!(
+            rewrite(&bytes, &head, &route("m"), false).unwrap(),
+            bytes,
+            "untouched"
+        );
     }
 
     #[tokio::test]
