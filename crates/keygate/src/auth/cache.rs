@@ -45,6 +45,34 @@ impl ModelAllowlist {
     }
 }
 
+/// Digests are HMAC outputs under a secret pepper: uniformly distributed and
+/// not choosable by a client, so their own first eight bytes are a good hash
+/// and SipHash over them would be wasted work on every request.
+type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
+
+/// See [`DigestHash`].
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only the digest is written (the length prefix is ignored below);
+        // its first eight bytes are already uniform.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, _length_prefix: usize) {
+        // Arrays hash their length first; it is the same for every digest.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// What the hot path needs to know about a key.
 #[derive(Debug)]
 pub struct KeyEntry {
@@ -67,7 +95,7 @@ pub struct KeyEntry {
 #[derive(Debug)]
 pub struct KeyCache {
     hasher: KeyHasher,
-    by_digest: DashMap<KeyDigest, Arc<KeyEntry>>,
+    by_digest: DashMap<KeyDigest, Arc<KeyEntry>, DigestHash>,
     digest_by_id: DashMap<String, KeyDigest>,
 }
 
@@ -76,7 +104,7 @@ impl KeyCache {
     pub fn new(hasher: KeyHasher) -> Self {
         KeyCache {
             hasher,
-            by_digest: DashMap::new(),
+            by_digest: DashMap::with_hasher(DigestHash::default()),
             digest_by_id: DashMap::new(),
         }
     }
