@@ -1,8 +1,9 @@
 //! The admin API: credentials kept apart, unknown fields refused, revocation
 //! immediate, secrets never shown twice.
 
-use crate::support::{chat_body, Backend, TestGateway};
+use crate::support::{chat_body, error_code, Backend, TestGateway};
 use keygate::mock::MockOptions;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -16,14 +17,13 @@ async fn admin_and_data_credentials_are_kept_apart() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "admin_required");
+    assert_eq!(error_code(response).await, (403, json!("admin_required")));
 
     let response = gw.chat(&gw.admin_key, chat_body(false)).await;
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "wrong_credential_kind");
+    assert_eq!(
+        error_code(response).await,
+        (403, json!("wrong_credential_kind"))
+    );
 
     let response = gw
         .http
@@ -55,9 +55,7 @@ async fn key_definitions_are_validated() {
         (json!(["name"]), Value::Null),
     ] {
         let response = gw
-            .http
-            .post(format!("{}/admin/v1/keys", gw.base))
-            .bearer_auth(&gw.admin_key)
+            .admin(Method::POST, "/keys")
             .json(&body)
             .send()
             .await
@@ -79,9 +77,7 @@ async fn revocation_is_immediate_and_secrets_are_shown_once() {
     assert_eq!(gw.chat(&key, chat_body(false)).await.status(), 200);
 
     let listing = gw
-        .http
-        .get(format!("{}/admin/v1/keys", gw.base))
-        .bearer_auth(&gw.admin_key)
+        .admin(Method::GET, "/keys")
         .send()
         .await
         .unwrap()
@@ -92,9 +88,7 @@ async fn revocation_is_immediate_and_secrets_are_shown_once() {
     assert!(!listing.contains(&key), "a listing never shows a secret");
 
     let response = gw
-        .http
-        .post(format!("{}/admin/v1/keys/{id}/revoke", gw.base))
-        .bearer_auth(&gw.admin_key)
+        .admin(Method::POST, &format!("/keys/{id}/revoke"))
         .json(&json!({"reason": "test"}))
         .send()
         .await
@@ -105,14 +99,10 @@ async fn revocation_is_immediate_and_secrets_are_shown_once() {
     assert!(shown.get("key").is_none());
 
     let response = gw.chat(&key, chat_body(false)).await;
-    assert_eq!(response.status(), 401);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "revoked_api_key");
+    assert_eq!(error_code(response).await, (401, json!("revoked_api_key")));
 
     let missing = gw
-        .http
-        .post(format!("{}/admin/v1/keys/key_nope/revoke", gw.base))
-        .bearer_auth(&gw.admin_key)
+        .admin(Method::POST, "/keys/key_nope/revoke")
         .send()
         .await
         .unwrap();

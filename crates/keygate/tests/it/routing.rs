@@ -1,7 +1,7 @@
 //! Routing: configured OpenAI-compatible providers, aliases and
 //! `provider/model`, each reaching the right upstream with its own key.
 
-use crate::support::{Backend, TestGateway};
+use crate::support::{error_code, Backend, TestGateway};
 use keygate::mock::MockOptions;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
@@ -70,9 +70,7 @@ async fn configured_providers_and_aliases_reach_their_upstream_with_their_key() 
     assert_eq!(response.status(), 403);
     let (_, all) = gw.create_key(json!({"name": "all"})).await;
     let response = gw.chat(&all, ask("mistral-large")).await;
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "model_not_found");
+    assert_eq!(error_code(response).await, (400, json!("model_not_found")));
 
     let events = gw.events_of(&id).await;
     let providers: Vec<_> = events

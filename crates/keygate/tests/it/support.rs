@@ -33,26 +33,21 @@ pub async fn fresh_database() -> (String, String) {
             .sample_string(&mut rand::rng(), 12)
             .to_lowercase()
     );
-    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    run_as_postgres_admin(&format!("CREATE DATABASE {name}")).await;
     let base = postgres_admin_url();
     let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
     (name, url)
 }
 
 pub async fn drop_database(name: &str) {
+    run_as_postgres_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
+async fn run_as_postgres_admin(statement: &str) {
     let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(statement).execute(&mut admin).await.unwrap();
 }
 
 /// Start a mock provider on an ephemeral port.
@@ -146,12 +141,17 @@ impl TestGateway {
         self.state.store.as_ref()
     }
 
+    /// A request to the admin API with the admin credential.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/admin/v1{path}", self.base))
+            .bearer_auth(&self.admin_key)
+    }
+
     /// Create a data-plane key through the admin API; returns (id, secret).
     pub async fn create_key(&self, body: Value) -> (String, String) {
         let response = self
-            .http
-            .post(format!("{}/admin/v1/keys", self.base))
-            .bearer_auth(&self.admin_key)
+            .admin(reqwest::Method::POST, "/keys")
             .json(&body)
             .send()
             .await
@@ -223,4 +223,11 @@ impl TestGateway {
 
 pub fn chat_body(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "count the words here"}]})
+}
+
+/// Status and `error.code` of an error response.
+pub async fn error_code(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"]["code"].clone())
 }
