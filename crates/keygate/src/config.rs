@@ -45,34 +45,12 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
     }
 }
 
-/// The wire format an upstream speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    /// OpenAI and every OpenAI-compatible server (Groq, DeepSeek, vLLM, …).
-    Openai,
-    /// Anthropic's Messages API.
-    Anthropic,
-    /// keygate's own mock provider: speaks both, answers every model.
-    Mock,
-}
+mod provider;
 
-/// One `[[providers]]` entry of the file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProvider {
-    /// Name used in `provider/model` and in the ledger.
-    pub name: String,
-    /// Wire format.
-    pub kind: ProviderKind,
-    /// Base URL (OpenAI style includes `/v1`; Anthropic style does not).
-    pub base_url: String,
-    /// Name of the environment variable holding the provider key.
-    pub api_key_env: Option<String>,
-    /// Model globs this provider serves (for routing by bare model name).
-    #[serde(default)]
-    pub models: Vec<String>,
-}
+pub use provider::{
+    AwsConfig, AzureAdConfig, ProviderConfig, ProviderKind, RawAzureAd, RawProvider, VertexConfig,
+    DEFAULT_AZURE_API_VERSION,
+};
 
 /// The TOML file's schema. Every top-level setting can also be set from the
 /// environment as `KEYGATE_<NAME>` (upper case), which wins over the file.
@@ -105,24 +83,6 @@ pub struct RawConfig {
     /// Extra providers.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
-}
-
-/// A configured upstream provider, validated.
-#[derive(Clone, Debug)]
-pub struct ProviderConfig {
-    /// Unique name.
-    pub name: String,
-    /// Wire format.
-    pub kind: ProviderKind,
-    /// Base URL without a trailing slash.
-    pub base_url: String,
-    /// The provider credential; never logged, never forwarded anywhere else.
-    pub api_key: SecretString,
-    /// Model globs served (empty: only by alias or `provider/model`).
-    pub models: Vec<String>,
-    /// Whether it came from a provider's standard environment variable (and
-    /// so uses the built-in model catalogue for routing).
-    pub from_env: bool,
 }
 
 /// Validated configuration.
@@ -220,13 +180,12 @@ const ENV_PROVIDERS: &[(&str, &str, &str, &str, ProviderKind)] = &[
         "https://api.deepseek.com/v1",
         ProviderKind::Openai,
     ),
-    // Gemini through Google's OpenAI-compatible endpoint.
     (
         "gemini",
         "GEMINI_API_KEY",
         "GEMINI_BASE_URL",
-        "https://generativelanguage.googleapis.com/v1beta/openai",
-        ProviderKind::Openai,
+        "https://generativelanguage.googleapis.com",
+        ProviderKind::Gemini,
     ),
 ];
 
@@ -315,48 +274,34 @@ impl Config {
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
                 let base_url = env.var(url_var).unwrap_or_else(|| (*default_url).into());
-                providers.push(ProviderConfig {
-                    name: (*name).into(),
-                    kind: *kind,
-                    base_url: normalise_url(url_var, &base_url)?,
-                    api_key: SecretString::from(key),
-                    models: Vec::new(),
-                    from_env: true,
-                });
+                providers.push(ProviderConfig::simple(
+                    name,
+                    *kind,
+                    normalise_url(url_var, &base_url)?,
+                    SecretString::from(key),
+                    Vec::new(),
+                    true,
+                ));
             }
         }
         for p in raw.providers {
-            let setting = format!("providers.{}", p.name);
-            if p.name.is_empty() || p.name.contains('/') {
-                return Err(invalid(
-                    setting,
-                    "name must be non-empty and contain no '/'",
-                ));
-            }
-            let api_key = match &p.api_key_env {
-                Some(var) => env.var(var).ok_or_else(|| {
-                    invalid(&setting, format!("environment variable {var} is not set"))
-                })?,
-                None if p.kind == ProviderKind::Mock => "mock".into(),
-                None => return Err(invalid(&setting, "api_key_env is required")),
-            };
+            let validated = provider::validate(p, env)?;
             if let Some(existing) = providers
                 .iter()
-                .position(|q: &ProviderConfig| q.name == p.name)
+                .position(|q: &ProviderConfig| q.name == validated.name)
             {
                 // The file refines a provider that the environment configured.
                 providers.remove(existing);
             }
-            providers.push(ProviderConfig {
-                base_url: normalise_url(&setting, &p.base_url)?,
-                name: p.name,
-                kind: p.kind,
-                api_key: SecretString::from(api_key),
-                models: p.models,
-                from_env: false,
-            });
+            providers.push(validated);
         }
-        for (alias, target) in &raw.aliases {
+        // An alias names one target, or several separated by commas to
+        // spread load over (and fail over between) providers.
+        for (alias, target) in raw
+            .aliases
+            .iter()
+            .flat_map(|(alias, targets)| targets.split(',').map(move |t| (alias, t.trim())))
+        {
             let Some((provider, model)) = target.split_once('/') else {
                 return Err(invalid(
                     format!("aliases.{alias}"),

@@ -123,6 +123,11 @@ impl ApiError {
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
     }
+    /// The upstream refused the client's request as malformed (a 4xx that is
+    /// the client's to fix), re-worded in the client's format.
+    pub fn upstream_rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, "upstream_rejected_request", message)
+    }
     /// 504: upstream did not answer in time.
     pub fn gateway_timeout() -> Self {
         Self::new(

@@ -1,15 +1,24 @@
-//! Upstream providers: which provider serves a model, and how each one is
-//! called (URL and authentication). One file per wire format.
+//! Upstream providers: which providers serve a model, in which order to try
+//! them, and how each one is called (URL, authentication, wire format). One
+//! file per provider API.
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
 pub mod catalogue;
+pub mod gemini;
 pub mod openai;
+pub mod vertex;
 
 use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::error::ApiError;
+use crate::translate::Format;
+use bytes::Bytes;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use http::HeaderMap;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// A data-plane operation, and so the wire format the client speaks.
@@ -21,34 +30,74 @@ pub enum Operation {
     Embeddings,
     /// Anthropic `POST /v1/messages`.
     Messages,
+    /// Gemini `POST /v1beta/models/{model}:generateContent` (or `:streamGenerateContent`).
+    GenerateContent,
 }
 
 impl Operation {
-    /// The route path, as recorded in the ledger.
+    /// The route, as recorded in the ledger.
     pub fn route(self) -> &'static str {
         match self {
             Operation::ChatCompletions => "/v1/chat/completions",
             Operation::Embeddings => "/v1/embeddings",
             Operation::Messages => "/v1/messages",
+            Operation::GenerateContent => "/v1beta/models:generateContent",
         }
     }
 
-    /// The wire format of the request and response.
-    pub fn dialect(self) -> Dialect {
+    /// The wire format of the client's request and response; `None` for
+    /// embeddings, which are only relayed between OpenAI-format peers.
+    pub fn client_format(self) -> Option<Format> {
         match self {
-            Operation::ChatCompletions | Operation::Embeddings => Dialect::OpenAi,
-            Operation::Messages => Dialect::Anthropic,
+            Operation::ChatCompletions => Some(Format::OpenAiChat),
+            Operation::Embeddings => None,
+            Operation::Messages => Some(Format::Anthropic),
+            Operation::GenerateContent => Some(Format::Gemini),
         }
     }
 }
 
-/// A wire format.
+/// Longest a failing upstream key or provider is skipped, unless the
+/// provider says when to come back (`Retry-After`).
+const MAX_COOLDOWN_MS: i64 = 10 * 60 * 1000;
+
+/// Why an upstream attempt failed, and so how long to avoid what failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    /// OpenAI (and compatible).
-    OpenAi,
-    /// Anthropic Messages.
-    Anthropic,
+pub enum Failure {
+    /// The provider refused this key (401/403): the key is dead or rotated.
+    KeyRefused,
+    /// Rate limited (429), with the provider's `Retry-After` seconds.
+    RateLimited(Option<u64>),
+    /// Connect error, timeout or 5xx: the provider (or the route to it) is down.
+    Unavailable,
+}
+
+/// One provider key (or, for token-authenticated providers, the one
+/// identity), with its health.
+#[derive(Debug)]
+pub struct UpstreamKey {
+    secret: Option<SecretString>,
+    cooled_until_ms: AtomicI64,
+}
+
+impl UpstreamKey {
+    /// The key, for providers authenticated by one.
+    pub fn secret(&self) -> Option<&SecretString> {
+        self.secret.as_ref()
+    }
+}
+
+/// How a provider authenticates, and the state that needs (cached tokens).
+#[derive(Debug)]
+enum Auth {
+    /// A key per request (Bearer, `x-api-key`, `x-goog-api-key`, `api-key`).
+    Key,
+    /// Azure AD access tokens from client credentials.
+    AzureAd(azure::TokenSource),
+    /// AWS SigV4.
+    SigV4(bedrock::Signer),
+    /// Google service-account access tokens.
+    ServiceAccount(vertex::TokenSource),
 }
 
 /// A configured upstream.
@@ -56,14 +105,20 @@ pub enum Dialect {
 pub struct Provider {
     /// Name (`openai`, `anthropic`, a configured name, or `mock`).
     pub name: String,
-    /// Wire format(s).
+    /// Which API.
     pub kind: ProviderKind,
-    /// Endpoints, parsed once so the hot path does not re-parse URLs.
+    /// Share of traffic among providers serving the same model.
+    pub weight: u32,
+    config: ProviderConfig,
+    base: reqwest::Url,
+    /// OpenAI-format endpoints, parsed once (the hot path).
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
     messages_url: reqwest::Url,
-    api_key: SecretString,
+    keys: Vec<UpstreamKey>,
+    auth: Auth,
     models: GlobSet,
+    cooled_until_ms: AtomicI64,
 }
 
 impl Provider {
@@ -83,7 +138,7 @@ impl Provider {
                     .map_err(|e| format!("provider {}: model pattern '{p}': {e}", config.name))?,
             );
         }
-        // The mock serves both formats under one origin, OpenAI's under /v1.
+        // The mock serves every format under one origin, OpenAI's under /v1.
         let openai_base = match config.kind {
             ProviderKind::Mock => format!("{}/v1", config.base_url),
             _ => config.base_url.clone(),
@@ -92,33 +147,270 @@ impl Provider {
             reqwest::Url::parse(&text)
                 .map_err(|e| format!("provider {}: URL {text}: {e}", config.name))
         };
+        let auth = match config.kind {
+            ProviderKind::Azure => match &config.azure_ad {
+                Some(ad) => Auth::AzureAd(azure::TokenSource::new(ad.clone())),
+                None => Auth::Key,
+            },
+            ProviderKind::Bedrock => match &config.aws {
+                Some(aws) => Auth::SigV4(bedrock::Signer::new(aws.clone())),
+                None => return Err(format!("provider {}: AWS credentials missing", config.name)),
+            },
+            ProviderKind::Vertex => match &config.vertex {
+                Some(vertex) => Auth::ServiceAccount(
+                    vertex::TokenSource::from_file(&vertex.service_account_file)
+                        .map_err(|e| format!("provider {}: {e}", config.name))?,
+                ),
+                None => return Err(format!("provider {}: Vertex settings missing", config.name)),
+            },
+            _ => Auth::Key,
+        };
+        let mut keys: Vec<UpstreamKey> = config
+            .keys
+            .iter()
+            .map(|secret| UpstreamKey {
+                secret: Some(secret.clone()),
+                cooled_until_ms: AtomicI64::new(0),
+            })
+            .collect();
+        if keys.is_empty() || !matches!(auth, Auth::Key) {
+            // Token-authenticated providers have one identity.
+            keys = vec![UpstreamKey {
+                secret: None,
+                cooled_until_ms: AtomicI64::new(0),
+            }];
+        }
         Ok(Provider {
             name: config.name.clone(),
             kind: config.kind,
+            weight: config.weight,
+            base: url(config.base_url.clone())?,
             chat_url: url(format!("{openai_base}/chat/completions"))?,
             embeddings_url: url(format!("{openai_base}/embeddings"))?,
             messages_url: url(format!("{}/v1/messages", config.base_url))?,
-            api_key: config.api_key.clone(),
+            keys,
+            auth,
             models: builder.build().map_err(|e| e.to_string())?,
+            cooled_until_ms: AtomicI64::new(0),
+            config: config.clone(),
         })
     }
 
-    /// Whether this provider speaks `op`'s wire format.
-    pub fn supports(&self, op: Operation) -> bool {
-        match self.kind {
-            ProviderKind::Mock => true,
-            ProviderKind::Openai => op.dialect() == Dialect::OpenAi,
-            ProviderKind::Anthropic => op == Operation::Messages,
+    /// The wire format this provider is called in for `op` on `model`, or
+    /// `None` when it cannot serve `op` at all.
+    pub fn format(&self, op: Operation, model: &str) -> Option<Format> {
+        if op == Operation::Embeddings {
+            return matches!(
+                self.kind,
+                ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock
+            )
+            .then_some(Format::OpenAiChat);
+        }
+        Some(match self.kind {
+            ProviderKind::Openai | ProviderKind::Azure => Format::OpenAiChat,
+            ProviderKind::Anthropic => Format::Anthropic,
+            ProviderKind::Gemini => Format::Gemini,
+            ProviderKind::Bedrock => Format::Converse,
+            ProviderKind::Vertex if vertex::is_anthropic(model) => Format::Anthropic,
+            ProviderKind::Vertex => Format::Gemini,
+            ProviderKind::Mock => op.client_format()?,
+        })
+    }
+
+    /// Whether the client's body can be relayed byte for byte (after the
+    /// small rewrites of `proxy::body::rewrite`) rather than translated.
+    pub fn relays_as_is(&self, op: Operation, model: &str) -> bool {
+        match op.client_format() {
+            None => true,
+            Some(client) => {
+                matches!(client, Format::OpenAiChat | Format::Anthropic)
+                    && self.format(op, model) == Some(client)
+                    && self.kind != ProviderKind::Vertex
+            }
         }
     }
 
-    /// The upstream URL and authentication for `op`.
-    pub fn request(&self, client: &reqwest::Client, op: Operation) -> reqwest::RequestBuilder {
-        match op {
-            Operation::ChatCompletions => openai::request(client, &self.chat_url, &self.api_key),
-            Operation::Embeddings => openai::request(client, &self.embeddings_url, &self.api_key),
-            Operation::Messages => anthropic::request(client, &self.messages_url, &self.api_key),
+    /// Keys of this provider, in the order to try them: healthy ones
+    /// first, each group in weighted random order.
+    fn key_order(&self, now: i64) -> impl Iterator<Item = usize> + '_ {
+        let (mut healthy, cooled): (Vec<usize>, Vec<usize>) = (0..self.keys.len())
+            .partition(|i| self.keys[*i].cooled_until_ms.load(Ordering::Relaxed) <= now);
+        shuffle(&mut healthy);
+        healthy.into_iter().chain(cooled)
+    }
+
+    fn is_healthy(&self, now: i64) -> bool {
+        self.cooled_until_ms.load(Ordering::Relaxed) <= now
+    }
+
+    /// Record a failed attempt so the next requests avoid what failed.
+    pub fn penalize(&self, key: usize, failure: Failure) {
+        let now = crate::time::now_ms();
+        let (target, ms) = match failure {
+            Failure::KeyRefused => (self.keys.get(key).map(|k| &k.cooled_until_ms), 60_000),
+            Failure::RateLimited(after) => (
+                self.keys.get(key).map(|k| &k.cooled_until_ms),
+                after.map_or(10_000, |s| {
+                    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+                }),
+            ),
+            Failure::Unavailable => (Some(&self.cooled_until_ms), 5_000),
+        };
+        if let Some(target) = target {
+            target.store(
+                now.saturating_add(ms.min(MAX_COOLDOWN_MS)),
+                Ordering::Relaxed,
+            );
         }
+        if failure == Failure::KeyRefused {
+            if let Auth::AzureAd(source) = &self.auth {
+                source.forget();
+            }
+        }
+    }
+
+    /// Build the authenticated upstream request for one attempt.
+    pub async fn request(
+        &self,
+        client: &reqwest::Client,
+        call: &Call<'_>,
+        key: usize,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let secret = self.keys.get(key).and_then(UpstreamKey::secret);
+        let missing = || {
+            ApiError::bad_gateway(format!(
+                "The upstream provider '{}' has no usable credential.",
+                self.name
+            ))
+        };
+        let body = call.body.clone();
+        let builder = match (self.kind, call.format) {
+            (_, _) if call.op == Operation::Embeddings => match self.kind {
+                ProviderKind::Azure => {
+                    let url = azure::url(&self.base, &self.config, call.model, "embeddings")?;
+                    self.azure_auth(client.post(url), secret).await?
+                }
+                _ => openai::request(client, &self.embeddings_url, secret.ok_or_else(missing)?),
+            },
+            (ProviderKind::Azure, _) => {
+                let url = azure::url(&self.base, &self.config, call.model, "chat/completions")?;
+                self.azure_auth(client.post(url), secret).await?
+            }
+            (ProviderKind::Bedrock, _) => {
+                let Auth::SigV4(signer) = &self.auth else {
+                    return Err(missing());
+                };
+                let url = bedrock::url(&self.base, call.model, call.stream)?;
+                return signer.sign(client, url, body, call.stream);
+            }
+            (ProviderKind::Vertex, format) => {
+                let Auth::ServiceAccount(source) = &self.auth else {
+                    return Err(missing());
+                };
+                let project = self.config.vertex.as_ref().ok_or_else(missing)?;
+                let token = source.token().await.map_err(|error| {
+                    tracing::warn!(provider = %self.name, %error, "Vertex access token unavailable");
+                    missing()
+                })?;
+                let (url, body) = if format == Format::Anthropic {
+                    (
+                        vertex::anthropic_url(&self.base, project, call.model, call.stream)?,
+                        vertex::anthropic_body(&call.body)?,
+                    )
+                } else {
+                    (
+                        vertex::gemini_url(&self.base, project, call.model, call.stream)?,
+                        body,
+                    )
+                };
+                return Ok(client
+                    .post(url)
+                    .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body));
+            }
+            (_, Format::OpenAiChat) => {
+                openai::request(client, &self.chat_url, secret.ok_or_else(missing)?)
+            }
+            (_, Format::Anthropic) => {
+                let request =
+                    anthropic::request(client, &self.messages_url, secret.ok_or_else(missing)?);
+                anthropic::versioned(request, call.client_headers)
+            }
+            (_, Format::Gemini) => {
+                let url = gemini::url(&self.base, call.model, call.stream)?;
+                gemini::request(client, url, secret.ok_or_else(missing)?)
+            }
+            (_, Format::Converse) => return Err(missing()),
+        };
+        let mut builder = builder
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for name in PASS_THROUGH {
+            if let Some(value) = call.client_headers.get(*name) {
+                builder = builder.header(*name, value);
+            }
+        }
+        if call.stream {
+            builder = builder.header(http::header::ACCEPT, "text/event-stream");
+        }
+        Ok(builder)
+    }
+
+    async fn azure_auth(
+        &self,
+        request: reqwest::RequestBuilder,
+        secret: Option<&SecretString>,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        match (&self.auth, secret) {
+            (Auth::AzureAd(source), _) => {
+                let token = source.token().await.map_err(|error| {
+                    tracing::warn!(provider = %self.name, %error, "Azure AD token unavailable");
+                    ApiError::bad_gateway(format!(
+                        "The upstream provider '{}' could not authenticate.",
+                        self.name
+                    ))
+                })?;
+                Ok(request.bearer_auth(secrecy::ExposeSecret::expose_secret(token.as_ref())))
+            }
+            (_, Some(key)) => {
+                Ok(request.header("api-key", secrecy::ExposeSecret::expose_secret(key)))
+            }
+            _ => Err(ApiError::bad_gateway(format!(
+                "The upstream provider '{}' has no usable credential.",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// Client headers the providers' APIs need and that carry no credential.
+const PASS_THROUGH: &[&str] = &["anthropic-beta", "openai-beta"];
+
+/// One upstream call, before authentication.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// What the client asked for.
+    pub op: Operation,
+    /// The wire format of `body`.
+    pub format: Format,
+    /// The model the provider knows.
+    pub model: &'a str,
+    /// Whether a stream is wanted.
+    pub stream: bool,
+    /// The body in `format`.
+    pub body: Bytes,
+    /// The client's headers (only the non-credential pass-through ones are sent).
+    pub client_headers: &'a HeaderMap,
+}
+
+/// Shuffle in place (Fisher–Yates), to spread load.
+fn shuffle(items: &mut [usize]) {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
     }
 }
 
@@ -133,11 +425,20 @@ pub struct Route {
     pub canonical: String,
 }
 
+/// One attempt: a route and which of its provider's keys to use.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Provider and model.
+    pub route: Route,
+    /// Index of the provider key.
+    pub key: usize,
+}
+
 /// All providers and aliases.
 #[derive(Debug)]
 pub struct Registry {
     providers: Vec<Arc<Provider>>,
-    aliases: BTreeMap<String, (usize, String)>,
+    aliases: BTreeMap<String, Vec<(usize, String)>>,
 }
 
 impl Registry {
@@ -146,14 +447,14 @@ impl Registry {
     pub fn new(config: &Config, mock_base: Option<String>) -> Result<Self, String> {
         let mut configs = config.providers.clone();
         if let Some(base) = mock_base {
-            configs.push(ProviderConfig {
-                name: "mock".into(),
-                kind: ProviderKind::Mock,
-                base_url: base,
-                api_key: SecretString::from("mock"),
-                models: vec!["*".into()],
-                from_env: false,
-            });
+            configs.push(ProviderConfig::simple(
+                "mock",
+                ProviderKind::Mock,
+                base,
+                SecretString::from("mock"),
+                vec!["*".into()],
+                false,
+            ));
         }
         let providers = configs
             .iter()
@@ -163,15 +464,21 @@ impl Registry {
             .map(Arc::new)
             .collect::<Vec<_>>();
         let mut aliases = BTreeMap::new();
-        for (alias, target) in &config.aliases {
-            let Some((provider, model)) = target.split_once('/') else {
-                return Err(format!("alias {alias}: target must be provider/model"));
-            };
-            let index = providers
-                .iter()
-                .position(|p| p.name == provider)
-                .ok_or_else(|| format!("alias {alias}: provider {provider} is not configured"))?;
-            aliases.insert(alias.clone(), (index, model.to_string()));
+        for (alias, targets) in &config.aliases {
+            let mut resolved = Vec::new();
+            for target in targets.split(',').map(str::trim) {
+                let Some((provider, model)) = target.split_once('/') else {
+                    return Err(format!("alias {alias}: target must be provider/model"));
+                };
+                let index = providers
+                    .iter()
+                    .position(|p| p.name == provider)
+                    .ok_or_else(|| {
+                        format!("alias {alias}: provider {provider} is not configured")
+                    })?;
+                resolved.push((index, model.to_string()));
+            }
+            aliases.insert(alias.clone(), resolved);
         }
         Ok(Registry { providers, aliases })
     }
@@ -181,27 +488,31 @@ impl Registry {
         &self.providers
     }
 
-    /// Aliases and their canonical targets.
+    /// Aliases and their (first) canonical targets.
     pub fn aliases(&self) -> impl Iterator<Item = (&str, String)> {
-        self.aliases.iter().map(|(alias, (i, model))| {
-            (
+        self.aliases.iter().filter_map(|(alias, targets)| {
+            let (i, model) = targets.first()?;
+            Some((
                 alias.as_str(),
                 format!("{}/{}", self.providers[*i].name, model),
-            )
+            ))
         })
     }
 
-    /// Resolve the model a client asked for: an alias, then `provider/model`,
-    /// then the first provider whose model patterns match, preferring one
-    /// that speaks the client's format.
-    pub fn resolve(&self, model: &str, op: Operation) -> Result<Route, ApiError> {
+    /// Every route the model a client asked for may take: an alias (all its
+    /// targets), `provider/model`, or every provider whose model patterns
+    /// match. Providers that cannot serve `op` are left out.
+    pub fn resolve(&self, model: &str, op: Operation) -> Result<Vec<Route>, ApiError> {
         let route = |provider: &Arc<Provider>, upstream: &str| Route {
             provider: Arc::clone(provider),
             upstream_model: upstream.to_string(),
             canonical: format!("{}/{}", provider.name, upstream),
         };
-        let found = if let Some((i, upstream)) = self.aliases.get(model) {
-            Some(route(&self.providers[*i], upstream))
+        let found: Vec<Route> = if let Some(targets) = self.aliases.get(model) {
+            targets
+                .iter()
+                .map(|(i, upstream)| route(&self.providers[*i], upstream))
+                .collect()
         } else if let Some((p, upstream)) = model
             .split_once('/')
             .and_then(|(name, rest)| {
@@ -212,107 +523,64 @@ impl Registry {
             })
             .filter(|(_, rest)| !rest.is_empty())
         {
-            Some(route(p, upstream))
+            vec![route(p, upstream)]
         } else {
-            let mut matching = self.providers.iter().filter(|p| p.models.is_match(model));
-            let first = matching.clone().next();
-            matching
-                .find(|p| p.supports(op))
-                .or(first)
+            self.providers
+                .iter()
+                .filter(|p| p.models.is_match(model))
                 .map(|p| route(p, model))
+                .collect()
         };
-        let found = found.ok_or_else(|| ApiError::unknown_model(model))?;
-        if !found.provider.supports(op) {
+        if found.is_empty() {
+            return Err(ApiError::unknown_model(model));
+        }
+        let usable: Vec<Route> = found
+            .iter()
+            .filter(|r| r.provider.format(op, &r.upstream_model).is_some())
+            .cloned()
+            .collect();
+        if usable.is_empty() {
             return Err(ApiError::invalid_param(
                 "model",
                 format!(
-                    "The model '{}' is served by provider '{}', which does not speak the {} format of {}.",
+                    "The model '{}' is served by provider '{}', which does not offer {}.",
                     crate::error::printable(model),
-                    found.provider.name,
-                    match op.dialect() {
-                        Dialect::OpenAi => "OpenAI",
-                        Dialect::Anthropic => "Anthropic Messages",
-                    },
+                    found[0].provider.name,
                     op.route()
                 ),
             ));
         }
-        Ok(found)
+        Ok(usable)
+    }
+
+    /// The order to try `routes` in: healthy providers before cooled ones,
+    /// weighted random within each group, and each provider's keys in turn.
+    pub fn attempts(routes: &[Route]) -> Vec<Attempt> {
+        use rand::Rng;
+        let now = crate::time::now_ms();
+        let mut rng = rand::rng();
+        // Weighted random order (Efraimidis–Spirakis): sort by u^(1/w).
+        let mut ranked: Vec<(bool, f64, &Route)> = routes
+            .iter()
+            .map(|r| {
+                let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                let weight = f64::from(r.provider.weight.max(1));
+                (r.provider.is_healthy(now), u.powf(1.0 / weight), r)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
+        let mut attempts = Vec::new();
+        for (_, _, route) in ranked {
+            for key in route.provider.key_order(now) {
+                attempts.push(Attempt {
+                    route: route.clone(),
+                    key,
+                });
+            }
+        }
+        attempts
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::RawConfig;
-
-    fn registry(env: &[(&str, &str)], file: &str, mock: bool) -> Registry {
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let raw: RawConfig = toml::from_str(file).unwrap();
-        let config = Config::from_raw(raw, &env).unwrap();
-        Registry::new(&config, mock.then(|| "http://127.0.0.1:1".to_string())).unwrap()
-    }
-
-    #[test]
-    fn routes_by_catalogue_prefix_and_alias() {
-        let r = registry(
-            &[("OPENAI_API_KEY", "a"), ("ANTHROPIC_API_KEY", "b")],
-            "[aliases]\nfast = \"openai/gpt-4o-mini\"\n",
-            false,
-        );
-        let chat = Operation::ChatCompletions;
-        assert_eq!(
-            r.resolve("gpt-4o", chat).unwrap().canonical,
-            "openai/gpt-4o"
-        );
-        assert_eq!(
-            r.resolve("text-embedding-3-small", Operation::Embeddings)
-                .unwrap()
-                .provider
-                .name,
-            "openai"
-        );
-        assert_eq!(
-            r.resolve("claude-sonnet-4-5", Operation::Messages)
-                .unwrap()
-                .canonical,
-            "anthropic/claude-sonnet-4-5"
-        );
-        let alias = r.resolve("fast", chat).unwrap();
-        assert_eq!(alias.upstream_model, "gpt-4o-mini");
-        assert_eq!(
-            r.resolve("anthropic/claude-x", Operation::Messages)
-                .unwrap()
-                .upstream_model,
-            "claude-x"
-        );
-        assert_eq!(r.resolve("llama-3", chat).unwrap_err().status.as_u16(), 400);
-        // Without translation, a Claude model is not reachable in OpenAI format.
-        assert_eq!(
-            r.resolve("claude-sonnet-4-5", chat).unwrap_err().param,
-            Some("model")
-        );
-    }
-
-    #[test]
-    fn mock_answers_every_model_in_both_formats() {
-        let r = registry(&[], "", true);
-        assert_eq!(
-            r.resolve("anything", Operation::ChatCompletions)
-                .unwrap()
-                .provider
-                .name,
-            "mock"
-        );
-        assert_eq!(
-            r.resolve("claude-x", Operation::Messages)
-                .unwrap()
-                .provider
-                .name,
-            "mock"
-        );
-    }
-}
+mod tests;

@@ -11,10 +11,11 @@ use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{KeyEntry, KeyKind};
 use crate::error::{ApiError, ErrorShape};
 use crate::ledger::UsageEvent;
-use crate::providers::{Dialect, Operation, Route};
+use crate::providers::{Call, Failure, Operation, Registry, Route};
 use crate::server::AppState;
+use crate::translate::{self, Format};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
@@ -24,16 +25,13 @@ use std::time::{Duration, Instant};
 
 pub use models::list_models;
 
-/// Client headers the providers' APIs need and that carry no credential.
-const PASS_THROUGH: &[&str] = &["anthropic-version", "anthropic-beta", "openai-beta"];
-
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     state: State<AppState>,
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    forward(state.0, Operation::ChatCompletions, peer.0, req).await
+    forward(state.0, Operation::ChatCompletions, peer.0, req, None).await
 }
 
 /// `POST /v1/embeddings`
@@ -42,7 +40,7 @@ pub async fn embeddings(
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    forward(state.0, Operation::Embeddings, peer.0, req).await
+    forward(state.0, Operation::Embeddings, peer.0, req, None).await
 }
 
 /// `POST /v1/messages`
@@ -51,7 +49,44 @@ pub async fn messages(
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    forward(state.0, Operation::Messages, peer.0, req).await
+    forward(state.0, Operation::Messages, peer.0, req, None).await
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`
+/// (Gemini clients). The model may itself contain `/` (`provider/model`).
+pub async fn gemini(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> Response {
+    let op = Operation::GenerateContent;
+    let refuse = |error: ApiError| error.to_response(ErrorShape::Google);
+    let Some((model, action)) = rest.rsplit_once(':') else {
+        return refuse(ApiError::not_found(
+            "Use models/{model}:generateContent or :streamGenerateContent.",
+        ));
+    };
+    let stream = match action {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => {
+            return refuse(ApiError::not_found(format!(
+                "The method '{}' is not offered; use generateContent or streamGenerateContent.",
+                crate::error::printable(action)
+            )))
+        }
+    };
+    let sse = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse"));
+    if stream && !sse {
+        return refuse(ApiError::invalid_request(
+            "keygate streams Gemini answers as server-sent events only; add ?alt=sse (the Google SDKs do).",
+        ));
+    }
+    forward(state.0, op, peer.0, req, Some((model.to_string(), stream))).await
 }
 
 /// A fresh request id, returned as `x-request-id` and keyed in the ledger.
@@ -110,10 +145,19 @@ pub fn authenticate(
     Ok(key)
 }
 
-async fn forward(state: AppState, op: Operation, peer: SocketAddr, req: Request) -> Response {
+/// The model and streaming choice of a route that carries them in its path.
+type PathModel = Option<(String, bool)>;
+
+async fn forward(
+    state: AppState,
+    op: Operation,
+    peer: SocketAddr,
+    req: Request,
+    path_model: PathModel,
+) -> Response {
     let started = Instant::now();
     let mut event = arriving(op.route(), peer, &req);
-    match proxy(&state, op, req, &mut event, started).await {
+    match proxy(&state, op, req, path_model, &mut event, started).await {
         Ok(response) => response,
         Err(error) => {
             event.status = error.status.as_u16();
@@ -125,10 +169,14 @@ async fn forward(state: AppState, op: Operation, peer: SocketAddr, req: Request)
     }
 }
 
+/// Most upstream attempts one request makes (keys and providers together).
+const MAX_ATTEMPTS: usize = 4;
+
 async fn proxy(
     state: &AppState,
     op: Operation,
     req: Request,
+    path_model: PathModel,
     event: &mut UsageEvent,
     started: Instant,
 ) -> Result<Response, ApiError> {
@@ -137,7 +185,10 @@ async fn proxy(
     event.key_id = Some(key.id.clone());
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;
-    let head = body::parse_head(&bytes)?;
+    let head = match &path_model {
+        Some((model, stream)) => body::gemini_head(&bytes, model, *stream)?,
+        None => body::parse_head(&bytes)?,
+    };
     event.model = Some(crate::ledger::clean_text(&head.model));
     event.streamed = head.stream;
 
@@ -152,60 +203,163 @@ async fn proxy(
     };
     // A model the key may not use is refused as such even when it is not
     // configured, so a key cannot probe which models the gateway serves.
-    let route = match state.registry.resolve(&head.model, op) {
-        Ok(route) => route,
+    let routes = match state.registry.resolve(&head.model, op) {
+        Ok(routes) => routes,
         Err(_) if !key.models.allows(&head.model, &head.model) => return Err(not_allowed()),
         Err(error) => return Err(error),
     };
-    if !key.models.allows(&head.model, &route.canonical) {
+    let routes: Vec<Route> = routes
+        .into_iter()
+        .filter(|r| key.models.allows(&head.model, &r.canonical))
+        .collect();
+    if routes.is_empty() {
         return Err(not_allowed());
     }
-    event.provider = Some(route.provider.name.clone());
 
-    // Ask OpenAI-format upstreams for usage in the stream, so a streamed
-    // request is metered from the stream itself; strip that extra chunk again
-    // if the client did not ask for it.
-    let want_stream_usage = head.stream && op.dialect() == Dialect::OpenAi && !head.include_usage;
-    let upstream_body = body::rewrite(&bytes, &head, &route, want_stream_usage)?;
-    let upstream = send_upstream(
-        state,
-        op,
-        &parts.headers,
-        &route,
-        upstream_body,
-        head.stream,
-    )
-    .await?;
+    // Try providers and keys in turn until one answers; an attempt fails
+    // over only before anything reached the client.
+    let mut last_error = None;
+    for attempt in Registry::attempts(&routes).iter().take(MAX_ATTEMPTS) {
+        let route = &attempt.route;
+        let provider = &route.provider;
+        let Some(format) = provider.format(op, &route.upstream_model) else {
+            continue;
+        };
+        event.provider = Some(provider.name.clone());
+        let as_is = provider.relays_as_is(op, &route.upstream_model);
+        // Ask OpenAI-format upstreams for usage in the stream, so a streamed
+        // request is metered from the stream itself; strip that extra chunk
+        // again if the client did not ask for it.
+        let want_stream_usage = as_is
+            && head.stream
+            && format == Format::OpenAiChat
+            && op != Operation::Embeddings
+            && !head.include_usage;
+        let upstream_body = match op.client_format() {
+            Some(client) if !as_is => translate::request(
+                client,
+                format,
+                &bytes,
+                translate::Target {
+                    model: &route.upstream_model,
+                    stream: head.stream,
+                },
+            )
+            .map(Bytes::from)
+            .map_err(translate::TranslateError::into_api_error)?,
+            _ => body::rewrite(&bytes, &head, route, want_stream_usage)?,
+        };
+        let call = Call {
+            op,
+            format,
+            model: &route.upstream_model,
+            stream: head.stream,
+            body: upstream_body,
+            client_headers: &parts.headers,
+        };
+        let upstream = match send_upstream(state, route, &call, attempt.key).await {
+            Ok(upstream) => upstream,
+            Err((failure, error)) => {
+                provider.penalize(attempt.key, failure);
+                last_error = Some(error);
+                continue;
+            }
+        };
+        if let Some((failure, error)) = retryable(&upstream, &provider.name, op) {
+            provider.penalize(attempt.key, failure);
+            last_error = Some(error);
+            continue;
+        }
+        let plan = Answer {
+            op,
+            format,
+            as_is,
+            want_stream_usage,
+            client_model: &head.model,
+            stream: head.stream,
+        };
+        return respond(state, upstream, plan, event, started).await;
+    }
+    Err(last_error
+        .unwrap_or_else(|| ApiError::bad_gateway("No upstream provider could serve this request.")))
+}
 
+/// How to turn an upstream answer into the client's.
+struct Answer<'a> {
+    op: Operation,
+    format: Format,
+    as_is: bool,
+    want_stream_usage: bool,
+    client_model: &'a str,
+    stream: bool,
+}
+
+async fn respond(
+    state: &AppState,
+    upstream: reqwest::Response,
+    answer: Answer<'_>,
+    event: &mut UsageEvent,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let status = upstream.status();
     if !status.is_success() {
-        return passthrough_or_refuse(state, upstream, event, started, op).await;
+        return client_error(state, upstream, &answer, event, started).await;
     }
-    let is_sse = upstream
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if head.stream && is_sse {
-        event.status = status.as_u16();
-        let body = relay::relay(
-            upstream,
-            relay::Plan {
-                dialect: op.dialect(),
-                strip_usage_chunk: want_stream_usage,
-                idle_timeout: state.config.stream_idle_timeout,
-                ledger: state.ledger.clone(),
-                event: event.clone(),
-                started,
-            },
-        );
-        // The relay records this request's ledger row when the stream ends.
-        return Ok(sse_response(body));
+    let client_format = answer.op.client_format();
+    if answer.stream {
+        let is_sse = upstream
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.starts_with("text/event-stream")
+                    || ct.starts_with("application/vnd.amazon.eventstream")
+            });
+        if is_sse {
+            event.status = status.as_u16();
+            let translator = match client_format {
+                Some(client) if !answer.as_is => Some(translate::StreamTranslator::new(
+                    answer.format,
+                    client,
+                    answer.client_model,
+                )),
+                _ => None,
+            };
+            let body = relay::relay(
+                upstream,
+                relay::Plan {
+                    dialect: answer.format,
+                    translator,
+                    strip_usage_chunk: answer.want_stream_usage,
+                    idle_timeout: state.config.stream_idle_timeout,
+                    ledger: state.ledger.clone(),
+                    event: event.clone(),
+                    started,
+                },
+            );
+            // The relay records this request's ledger row when the stream ends.
+            return Ok(sse_response(body));
+        }
     }
 
     let content_type = upstream.headers().get(http::header::CONTENT_TYPE).cloned();
     let body = read_upstream(upstream, state.config.upstream_timeout).await?;
-    let tokens = usage::from_body(op, &body);
+    let (body, content_type, tokens) = match client_format {
+        Some(client) if !answer.as_is => {
+            let (translated, usage) =
+                translate::response(answer.format, client, &body, answer.client_model)
+                    .map_err(translate::TranslateError::into_api_error)?;
+            let tokens = usage::Tokens {
+                prompt: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
+                completion: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
+            };
+            (Bytes::from(translated), None, tokens)
+        }
+        _ => {
+            let tokens = usage::from_body(answer.format, &body);
+            (body, content_type, tokens)
+        }
+    };
     event.prompt_tokens = tokens.prompt;
     event.completion_tokens = tokens.completion;
     event.status = status.as_u16();
@@ -216,45 +370,78 @@ async fn proxy(
 
 async fn send_upstream(
     state: &AppState,
-    op: Operation,
-    client_headers: &HeaderMap,
     route: &Route,
-    body: Bytes,
-    stream: bool,
-) -> Result<reqwest::Response, ApiError> {
-    let mut request = route
+    call: &Call<'_>,
+    key: usize,
+) -> Result<reqwest::Response, (Failure, ApiError)> {
+    let request = route
         .provider
-        .request(&state.http, op)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    for name in PASS_THROUGH {
-        if let Some(value) = client_headers.get(*name) {
-            request = request.header(*name, value);
-        }
-    }
-    if op == Operation::Messages && !client_headers.contains_key("anthropic-version") {
-        request = request.header(
-            "anthropic-version",
-            crate::providers::anthropic::DEFAULT_VERSION,
-        );
-    }
-    if stream {
-        request = request.header(http::header::ACCEPT, "text/event-stream");
-    }
+        .request(&state.http, call, key)
+        .await
+        .map_err(|error| (Failure::Unavailable, error))?;
     // The whole-answer timeout covers a non-streamed call; for a stream it
     // bounds the wait for the response head, and the relay's idle timeout
     // takes over from there.
     match tokio::time::timeout(state.config.upstream_timeout, request.send()).await {
-        Err(_) => Err(ApiError::gateway_timeout()),
+        Err(_) => Err((Failure::Unavailable, ApiError::gateway_timeout())),
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(error)) if error.is_timeout() => Err(ApiError::gateway_timeout()),
+        Ok(Err(error)) if error.is_timeout() => {
+            Err((Failure::Unavailable, ApiError::gateway_timeout()))
+        }
         Ok(Err(error)) => {
             tracing::warn!(provider = %route.provider.name, error = %error.without_url(), "upstream request failed");
-            Err(ApiError::bad_gateway(format!(
-                "The upstream provider '{}' could not be reached.",
-                route.provider.name
-            )))
+            Err((
+                Failure::Unavailable,
+                ApiError::bad_gateway(format!(
+                    "The upstream provider '{}' could not be reached.",
+                    route.provider.name
+                )),
+            ))
         }
+    }
+}
+
+/// An upstream answer worth trying elsewhere: rate limited, credential
+/// refused, or the provider failing. Returns what to avoid and the error the
+/// client sees if no other attempt succeeds; upstream text is never
+/// reflected.
+fn retryable(
+    upstream: &reqwest::Response,
+    provider: &str,
+    op: Operation,
+) -> Option<(Failure, ApiError)> {
+    let status = upstream.status().as_u16();
+    match status {
+        429 => {
+            let retry_after = upstream
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            Some((
+                Failure::RateLimited(retry_after),
+                ApiError::upstream_rate_limited(retry_after),
+            ))
+        }
+        401 | 403 => {
+            tracing::error!(%provider, status, route = op.route(), "upstream refused the gateway's provider credential");
+            Some((
+                Failure::KeyRefused,
+                ApiError::bad_gateway(format!(
+                    "The upstream provider '{provider}' refused the gateway's credential; the operator must fix the provider configuration."
+                )),
+            ))
+        }
+        500..=599 => {
+            tracing::warn!(%provider, status, "upstream error");
+            Some((
+                Failure::Unavailable,
+                ApiError::bad_gateway(format!(
+                    "The upstream provider '{provider}' failed (status {status})."
+                )),
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -268,51 +455,56 @@ async fn read_upstream(upstream: reqwest::Response, timeout: Duration) -> Result
     }
 }
 
-/// An upstream refusal: the client's own mistakes (400, 404, 409, 413, 422)
-/// are passed on as the provider worded them; anything that is the gateway's
-/// or the provider's problem becomes keygate's own error, without reflecting
-/// upstream text.
-async fn passthrough_or_refuse(
+/// An upstream refusal of the client's own request (400, 404, 409, 413,
+/// 422, …): passed on as the provider worded it when the client speaks the
+/// provider's format, else re-worded in the client's format.
+async fn client_error(
     state: &AppState,
     upstream: reqwest::Response,
+    answer: &Answer<'_>,
     event: &mut UsageEvent,
     started: Instant,
-    op: Operation,
 ) -> Result<Response, ApiError> {
     let status = upstream.status();
-    let provider = event.provider.clone().unwrap_or_default();
-    match status.as_u16() {
-        400 | 404 | 409 | 413 | 422 => {
-            let content_type = upstream.headers().get(http::header::CONTENT_TYPE).cloned();
-            let body = read_upstream(upstream, state.config.upstream_timeout).await?;
-            event.status = status.as_u16();
-            event.error_code = Some("upstream_rejected_request".into());
-            event.latency_ms = elapsed_ms(started);
-            state.ledger.record(event.clone()).await;
-            Ok(plain_response(status, content_type, body))
-        }
-        429 => {
-            let retry_after = upstream
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            Err(ApiError::upstream_rate_limited(retry_after))
-        }
-        401 | 403 => {
-            tracing::error!(%provider, status = status.as_u16(), route = op.route(), "upstream refused the gateway's provider credential");
-            Err(ApiError::bad_gateway(format!(
-                "The upstream provider '{provider}' refused the gateway's credential; the operator must fix the provider configuration."
-            )))
-        }
-        _ => {
-            tracing::warn!(%provider, status = status.as_u16(), "upstream error");
-            Err(ApiError::bad_gateway(format!(
-                "The upstream provider '{provider}' failed (status {}).",
-                status.as_u16()
-            )))
-        }
+    let content_type = upstream.headers().get(http::header::CONTENT_TYPE).cloned();
+    let body = read_upstream(upstream, state.config.upstream_timeout).await?;
+    event.status = status.as_u16();
+    event.error_code = Some("upstream_rejected_request".into());
+    event.latency_ms = elapsed_ms(started);
+    state.ledger.record(event.clone()).await;
+    if answer.as_is {
+        return Ok(plain_response(status, content_type, body));
     }
+    let message = upstream_error_message(&body).unwrap_or_else(|| {
+        format!(
+            "The upstream provider refused the request (status {}).",
+            status.as_u16()
+        )
+    });
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+    let shape = ErrorShape::for_path(answer.op.route());
+    Ok(ApiError::upstream_rejected(status, message).to_response(shape))
+}
+
+/// The human-readable message of a provider's error body (OpenAI,
+/// Anthropic, Google: `error.message`; AWS: `message`), made printable and
+/// bounded.
+fn upstream_error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value
+        .pointer("/error/message")
+        .or_else(|| value.get("message"))
+        .or_else(|| value.get("Message"))?
+        .as_str()?;
+    let mut text = crate::error::printable(message);
+    if text.len() > 1000 {
+        let mut end = 1000;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    Some(format!("The upstream provider refused the request: {text}"))
 }
 
 fn plain_response(

@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(crate::proxy::chat_completions))
         .route("/v1/embeddings", post(crate::proxy::embeddings))
         .route("/v1/messages", post(crate::proxy::messages))
+        .route("/v1beta/models/{*rest}", post(crate::proxy::gemini))
         .route("/v1/models", get(crate::proxy::list_models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -121,6 +121,34 @@ pub fn parse_head(bytes: &Bytes) -> Result<Head<'_>, ApiError> {
     })
 }
 
+/// The head of a Gemini request, whose model and streaming are in the path:
+/// the body must still be a JSON object.
+pub fn gemini_head<'a>(bytes: &Bytes, model: &'a str, stream: bool) -> Result<Head<'a>, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid_request(
+            "The request body must be a JSON object.",
+        ));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        ApiError::invalid_request(format!(
+            "The request body is not valid JSON: {}",
+            printable(&e.to_string())
+        ))
+    })?;
+    if model.trim().is_empty() || model.len() > MAX_MODEL_LEN {
+        return Err(ApiError::invalid_param(
+            "model",
+            "The model in the path is empty or too long.",
+        ));
+    }
+    Ok(Head {
+        model: Cow::Borrowed(model),
+        stream,
+        include_usage: false,
+    })
+}
+
 /// The body sent upstream: the client's bytes untouched unless the model
 /// name must change (alias, `provider/model`) or stream usage must be asked for.
 pub fn rewrite(
@@ -216,7 +244,8 @@ mod tests {
             crate::providers::Registry::new(&config, Some("http://127.0.0.1:1".into())).unwrap();
         let mut route = registry
             .resolve(model, crate::providers::Operation::ChatCompletions)
-            .unwrap();
+            .unwrap()
+            .remove(0);
         route.upstream_model = model.to_string();
         route
     }

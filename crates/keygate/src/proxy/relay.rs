@@ -6,7 +6,8 @@
 use super::sse::Splitter;
 use super::usage::{EventKind, StreamMeter};
 use crate::ledger::{Ledger, UsageEvent};
-use crate::providers::Dialect;
+use crate::translate::Format as Dialect;
+use crate::translate::StreamTranslator;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ use tokio_stream::wrappers::ReceiverStream;
 pub struct Plan {
     /// Wire format of the stream.
     pub dialect: Dialect,
+    /// When the client speaks another format: the translation, which then
+    /// also meters the stream.
+    pub translator: Option<StreamTranslator>,
     /// Drop OpenAI's usage-only chunk (keygate asked for it, the client did not).
     pub strip_usage_chunk: bool,
     /// Longest silence tolerated from upstream.
@@ -34,6 +38,8 @@ enum Outcome {
     ClientGone,
     UpstreamCut,
     UpstreamIdle,
+    /// The upstream's stream could not be translated.
+    Untranslatable,
 }
 
 /// Start relaying; returns the client's response body.
@@ -45,7 +51,7 @@ pub fn relay(upstream: reqwest::Response, plan: Plan) -> Body {
 
 async fn run(
     mut upstream: reqwest::Response,
-    plan: Plan,
+    mut plan: Plan,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     let mut splitter = Splitter::default();
@@ -64,6 +70,20 @@ async fn run(
             Ok(Ok(None)) => break Outcome::Complete,
             Ok(Ok(Some(chunk))) => chunk,
         };
+        if let Some(translator) = plan.translator.as_mut() {
+            match translator.push(&chunk) {
+                Ok(out) => {
+                    if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        break Outcome::ClientGone;
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "upstream stream could not be translated");
+                    break Outcome::Untranslatable;
+                }
+            }
+        }
         splitter.push(&chunk);
         let mut out = BytesMut::new();
         while let Some(event) = splitter.next_event() {
@@ -80,8 +100,28 @@ async fn run(
         }
     };
 
+    let mut outcome = outcome;
+    // A translated stream's end is held by the translator until now.
+    if let (Outcome::Complete, Some(translator)) = (&outcome, plan.translator.as_mut()) {
+        match translator.finish() {
+            Ok(tail) => held.extend_from_slice(&tail),
+            Err(error) => {
+                tracing::warn!(%error, "upstream stream ended badly");
+                outcome = Outcome::Untranslatable;
+            }
+        }
+    }
     let mut event = plan.event;
-    let tokens = meter.tokens();
+    let tokens = match &plan.translator {
+        Some(translator) => {
+            let usage = translator.usage();
+            super::usage::Tokens {
+                prompt: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
+                completion: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
+            }
+        }
+        None => meter.tokens(),
+    };
     event.prompt_tokens = tokens.prompt;
     event.completion_tokens = tokens.completion;
     event.latency_ms = i64::try_from(plan.started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -98,11 +138,11 @@ async fn run(
             event.error_code = Some("client_closed_request".into());
             plan.ledger.record(event).await;
         }
-        Outcome::UpstreamCut | Outcome::UpstreamIdle => {
-            let code = if matches!(outcome, Outcome::UpstreamIdle) {
-                "upstream_stream_timeout"
-            } else {
-                "upstream_stream_cut"
+        Outcome::UpstreamCut | Outcome::UpstreamIdle | Outcome::Untranslatable => {
+            let code = match outcome {
+                Outcome::UpstreamIdle => "upstream_stream_timeout",
+                Outcome::Untranslatable => "upstream_stream_malformed",
+                _ => "upstream_stream_cut",
             };
             event.status = 502;
             event.error_code = Some(code.into());

@@ -1,6 +1,6 @@
 //! Token usage as providers report it, in JSON bodies and in streams.
 
-use crate::providers::{Dialect, Operation};
+use crate::translate::Format as Dialect;
 use serde::Deserialize;
 
 /// Tokens a request consumed.
@@ -59,9 +59,9 @@ fn usage_object<'a, U: Deserialize<'a>>(body: &'a [u8]) -> Option<U> {
 }
 
 /// Usage from a complete (non-streamed) response body; zero when absent.
-pub fn from_body(op: Operation, body: &[u8]) -> Tokens {
-    match op.dialect() {
-        Dialect::OpenAi => usage_object::<OpenAiUsage>(body)
+pub fn from_body(dialect: Dialect, body: &[u8]) -> Tokens {
+    match dialect {
+        Dialect::OpenAiChat => usage_object::<OpenAiUsage>(body)
             .map(|u| Tokens {
                 prompt: u.prompt_tokens,
                 completion: u.completion_tokens,
@@ -73,6 +73,9 @@ pub fn from_body(op: Operation, body: &[u8]) -> Tokens {
                 completion: u.output_tokens.unwrap_or(0),
             })
             .unwrap_or_default(),
+        // Gemini and Converse answers are always translated, and metered by
+        // the translation.
+        Dialect::Gemini | Dialect::Converse => Tokens::default(),
     }
 }
 
@@ -139,7 +142,7 @@ impl StreamMeter {
     pub fn observe(&mut self, event: &[u8]) -> EventKind {
         let data = super::sse::data(event);
         match self.dialect {
-            Dialect::OpenAi => {
+            Dialect::OpenAiChat => {
                 let Some(data) = data else {
                     return EventKind::Content;
                 };
@@ -203,6 +206,8 @@ impl StreamMeter {
                 }
                 EventKind::Content
             }
+            // Never relayed untranslated (see `Provider::relays_as_is`).
+            Dialect::Gemini | Dialect::Converse => EventKind::Content,
         }
     }
 }
@@ -216,7 +221,7 @@ mod tests {
         let openai =
             br#"{"id":"x","usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
         assert_eq!(
-            from_body(Operation::ChatCompletions, openai),
+            from_body(Dialect::OpenAiChat, openai),
             Tokens {
                 prompt: 5,
                 completion: 7
@@ -224,7 +229,7 @@ mod tests {
         );
         let embed = br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#;
         assert_eq!(
-            from_body(Operation::Embeddings, embed),
+            from_body(Dialect::OpenAiChat, embed),
             Tokens {
                 prompt: 3,
                 completion: 0
@@ -233,21 +238,21 @@ mod tests {
         let anthropic =
             br#"{"usage":{"input_tokens":4,"output_tokens":9,"cache_read_input_tokens":2}}"#;
         assert_eq!(
-            from_body(Operation::Messages, anthropic),
+            from_body(Dialect::Anthropic, anthropic),
             Tokens {
                 prompt: 6,
                 completion: 9
             }
         );
         assert_eq!(
-            from_body(Operation::Messages, b"not json"),
+            from_body(Dialect::Anthropic, b"not json"),
             Tokens::default()
         );
     }
 
     #[test]
     fn openai_stream_usage_and_terminal() {
-        let mut m = StreamMeter::new(Dialect::OpenAi);
+        let mut m = StreamMeter::new(Dialect::OpenAiChat);
         assert_eq!(
             m.observe(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n"),
             EventKind::Content
