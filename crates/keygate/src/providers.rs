@@ -239,6 +239,12 @@ impl Provider {
         healthy.into_iter().chain(cooled)
     }
 
+    fn key_is_healthy(&self, key: usize, now: i64) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|k| k.cooled_until_ms.load(Ordering::Relaxed) <= now)
+    }
+
     fn is_healthy(&self, now: i64) -> bool {
         self.cooled_until_ms.load(Ordering::Relaxed) <= now
     }
@@ -570,14 +576,23 @@ impl Registry {
             .collect();
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
         let mut attempts = Vec::new();
-        for (_, _, route) in ranked {
+        let mut later = Vec::new();
+        for (healthy, _, route) in ranked {
             for key in route.provider.key_order(now) {
-                attempts.push(Attempt {
+                let attempt = Attempt {
                     route: route.clone(),
                     key,
-                });
+                };
+                // A cooling key goes after every usable key of every
+                // provider, not just after its provider's other keys.
+                if healthy && route.provider.key_is_healthy(key, now) {
+                    attempts.push(attempt);
+                } else {
+                    later.push(attempt);
+                }
             }
         }
+        attempts.append(&mut later);
         attempts
     }
 }

@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod failover;
 mod routing;
 mod store;
 mod streaming;
