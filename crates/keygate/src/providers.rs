@@ -230,6 +230,33 @@ impl Provider {
         }
     }
 
+    /// Model ids to list in `GET /v1/models`: the built-in catalogue for
+    /// providers from standard variables, plus every configured model name
+    /// that is not a pattern and every Azure deployment's model.
+    pub fn listed_models(&self) -> Vec<String> {
+        let mut names: Vec<String> = match self.kind {
+            ProviderKind::Mock => ["openai", "anthropic", "gemini"]
+                .iter()
+                .flat_map(|p| catalogue::known_models(p).iter())
+                .map(|s| s.to_string())
+                .collect(),
+            _ if self.config.from_env => catalogue::known_models(&self.name)
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.extend(
+            self.config
+                .models
+                .iter()
+                .filter(|m| !m.contains(['*', '?', '[', '{']))
+                .cloned(),
+        );
+        names.extend(self.config.deployments.keys().cloned());
+        names
+    }
+
     /// Keys of this provider, in the order to try them: healthy ones
     /// first, each group in weighted random order.
     fn key_order(&self, now: i64) -> impl Iterator<Item = usize> + '_ {
@@ -352,9 +379,15 @@ impl Provider {
         let mut builder = builder
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
-        for name in PASS_THROUGH {
-            if let Some(value) = call.client_headers.get(*name) {
-                builder = builder.header(*name, value);
+        // A format's own option headers, only to a peer of that format.
+        let pass_through = match call.format {
+            Format::OpenAiChat => Some("openai-beta"),
+            Format::Anthropic => Some("anthropic-beta"),
+            Format::Gemini | Format::Converse => None,
+        };
+        if let Some(name) = pass_through {
+            if let Some(value) = call.client_headers.get(name) {
+                builder = builder.header(name, value);
             }
         }
         if call.stream {
@@ -389,9 +422,6 @@ impl Provider {
         }
     }
 }
-
-/// Client headers the providers' APIs need and that carry no credential.
-const PASS_THROUGH: &[&str] = &["anthropic-beta", "openai-beta"];
 
 /// One upstream call, before authentication.
 #[derive(Debug)]

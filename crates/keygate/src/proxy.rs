@@ -156,15 +156,51 @@ async fn forward(
     path_model: PathModel,
 ) -> Response {
     let started = Instant::now();
-    let mut event = arriving(op.route(), peer, &req);
-    match proxy(&state, op, req, path_model, &mut event, started).await {
+    let mut pending = Pending {
+        ledger: state.ledger.clone(),
+        event: arriving(op.route(), peer, &req),
+        started,
+        armed: true,
+    };
+    let outcome = proxy(&state, op, req, path_model, &mut pending.event, started).await;
+    // The request's fate is decided: whoever records it, it is not the guard.
+    pending.armed = false;
+    match outcome {
         Ok(response) => response,
         Err(error) => {
+            let mut event = pending.event.clone();
             event.status = error.status.as_u16();
             event.error_code = Some(error.code.to_string());
             event.latency_ms = elapsed_ms(started);
             state.ledger.record(event).await;
             error.to_response(ErrorShape::for_path(op.route()))
+        }
+    }
+}
+
+/// A request whose ledger row is not yet written. If the client goes away
+/// while keygate waits for the upstream, the server drops the request's
+/// future (which also cancels the upstream call); the guard then records the
+/// request as abandoned, so it is never missing from the ledger.
+struct Pending {
+    ledger: crate::ledger::Ledger,
+    event: UsageEvent,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut event = self.event.clone();
+        event.status = 499;
+        event.error_code = Some("client_closed_request".into());
+        event.latency_ms = elapsed_ms(self.started);
+        let ledger = self.ledger.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { ledger.record(event).await });
         }
     }
 }

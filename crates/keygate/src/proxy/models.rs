@@ -2,9 +2,7 @@
 //! list shape, or Anthropic's when the client is the Anthropic SDK.
 
 use super::{arriving, authenticate};
-use crate::config::ProviderKind;
 use crate::error::ErrorShape;
-use crate::providers::catalogue;
 use crate::server::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -41,14 +39,7 @@ pub async fn list_models(
     // (id as the client would send it, canonical provider/model, owner)
     let mut models: BTreeSet<(String, String, String)> = BTreeSet::new();
     for provider in state.registry.providers() {
-        let names: Vec<&str> = match provider.kind {
-            ProviderKind::Mock => ["openai", "anthropic"]
-                .iter()
-                .flat_map(|p| catalogue::known_models(p).iter().copied())
-                .collect(),
-            _ => catalogue::known_models(&provider.name).to_vec(),
-        };
-        for name in names {
+        for name in provider.listed_models() {
             models.insert((
                 name.to_string(),
                 format!("{}/{}", provider.name, name),

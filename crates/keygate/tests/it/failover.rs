@@ -189,3 +189,34 @@ async fn a_stream_cut_after_its_first_byte_is_not_retried() {
     assert_eq!(events[0].error_code.as_deref(), Some("upstream_stream_cut"));
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_slow_request_cancels_it_and_is_recorded() {
+    let (gw, _) = gateway(None, &[]).await;
+    let (id, key) = gw.create_key(json!({"name": "f"})).await;
+    // The upstream would take a minute; the client gives up long before.
+    fault(gw.mock, json!({"latency_ms": 60000})).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let result = impatient
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(&key)
+        .json(&chat_body(false))
+        .send()
+        .await;
+    assert!(result.is_err(), "the client timed out");
+    // The row arrives when the gateway drops the request, not when the
+    // upstream would have answered.
+    gw.ledger_rows(1).await;
+    let events = gw.events_of(&id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, 499);
+    assert_eq!(
+        events[0].error_code.as_deref(),
+        Some("client_closed_request")
+    );
+    assert!(events[0].latency_ms < 30_000);
+    gw.finish().await;
+}
