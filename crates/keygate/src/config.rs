@@ -69,6 +69,10 @@ pub struct RawConfig {
     pub max_header_bytes: Option<usize>,
     /// `KEYGATE_UPSTREAM_TIMEOUT` (e.g. `10m`)
     pub upstream_timeout: Option<String>,
+    /// `KEYGATE_UPSTREAM_CONNECT_TIMEOUT` (e.g. `10s`)
+    pub upstream_connect_timeout: Option<String>,
+    /// `KEYGATE_FIRST_BYTE_TIMEOUT` (e.g. `10m`): until the upstream's response head
+    pub first_byte_timeout: Option<String>,
     /// `KEYGATE_STREAM_IDLE_TIMEOUT` (e.g. `2m`)
     pub stream_idle_timeout: Option<String>,
     /// `KEYGATE_KEY_REFRESH_INTERVAL` (e.g. `1s`)
@@ -100,6 +104,11 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Total time allowed for a non-streamed upstream answer.
     pub upstream_timeout: Duration,
+    /// Longest wait for a TCP (and TLS) connection to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for an upstream's response head; past it the next
+    /// upstream is tried.
+    pub first_byte_timeout: Duration,
     /// Longest silence allowed inside an upstream stream.
     pub stream_idle_timeout: Duration,
     /// How often each node re-reads changed keys from the store.
@@ -240,6 +249,18 @@ impl Config {
         )?;
         let upstream_timeout =
             duration(env, "KEYGATE_UPSTREAM_TIMEOUT", raw.upstream_timeout, "10m")?;
+        let upstream_connect_timeout = duration(
+            env,
+            "KEYGATE_UPSTREAM_CONNECT_TIMEOUT",
+            raw.upstream_connect_timeout,
+            "10s",
+        )?;
+        let first_byte_timeout = duration(
+            env,
+            "KEYGATE_FIRST_BYTE_TIMEOUT",
+            raw.first_byte_timeout,
+            "10m",
+        )?;
         let stream_idle_timeout = duration(
             env,
             "KEYGATE_STREAM_IDLE_TIMEOUT",
@@ -324,6 +345,8 @@ impl Config {
             max_body_bytes,
             max_header_bytes,
             upstream_timeout,
+            upstream_connect_timeout,
+            first_byte_timeout,
             stream_idle_timeout,
             key_refresh_interval,
             workers,

@@ -255,9 +255,15 @@ async fn proxy(
     // Try providers and keys in turn until one answers; an attempt fails
     // over only before anything reached the client.
     let mut last_error = None;
-    for attempt in Registry::attempts(&routes).iter().take(MAX_ATTEMPTS) {
+    // Providers found down during this request: their other keys would fare no better.
+    let mut down: Vec<&str> = Vec::new();
+    let attempts = Registry::attempts(&routes);
+    for attempt in attempts.iter().take(MAX_ATTEMPTS) {
         let route = &attempt.route;
         let provider = &route.provider;
+        if down.contains(&provider.name.as_str()) {
+            continue;
+        }
         let Some(format) = provider.format(op, &route.upstream_model) else {
             continue;
         };
@@ -297,12 +303,18 @@ async fn proxy(
             Ok(upstream) => upstream,
             Err((failure, error)) => {
                 provider.penalize(attempt.key, failure);
+                if failure == Failure::Unavailable {
+                    down.push(&provider.name);
+                }
                 last_error = Some(error);
                 continue;
             }
         };
         if let Some((failure, error)) = retryable(&upstream, &provider.name, op) {
             provider.penalize(attempt.key, failure);
+            if failure == Failure::Unavailable {
+                down.push(&provider.name);
+            }
             last_error = Some(error);
             continue;
         }
@@ -415,10 +427,10 @@ async fn send_upstream(
         .request(&state.http, call, key)
         .await
         .map_err(|error| (Failure::Unavailable, error))?;
-    // The whole-answer timeout covers a non-streamed call; for a stream it
-    // bounds the wait for the response head, and the relay's idle timeout
-    // takes over from there.
-    match tokio::time::timeout(state.config.upstream_timeout, request.send()).await {
+    // The first-byte timeout bounds the wait for the response head (then the
+    // next upstream is tried); the whole-answer timeout bounds reading a
+    // non-streamed body, and the relay's idle timeout a stream.
+    match tokio::time::timeout(state.config.first_byte_timeout, request.send()).await {
         Err(_) => Err((Failure::Unavailable, ApiError::gateway_timeout())),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(error)) if error.is_timeout() => {

@@ -86,9 +86,10 @@ impl Deref for AppState {
 impl AppState {
     /// Assemble state from its parts.
     pub fn new(shared: Shared) -> Result<Self, StartError> {
+        let http = http_client(shared.config.upstream_connect_timeout)?;
         Ok(AppState {
             shared: Arc::new(shared),
-            http: http_client()?,
+            http,
         })
     }
 }
@@ -192,7 +193,7 @@ async fn limit_headers(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// The upstream HTTP client: pooled, TCP_NODELAY, rustls.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         // Upstreams are named explicitly in configuration; matching every
         // request against HTTP(S)_PROXY rules re-parses its URL each time.
@@ -201,7 +202,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         // the provider key to another host.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))

@@ -220,3 +220,22 @@ async fn a_client_that_leaves_a_slow_request_cancels_it_and_is_recorded() {
     assert!(events[0].latency_ms < 30_000);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn an_upstream_slower_than_the_first_byte_timeout_fails_over() {
+    let west = mock(MockOptions::default()).await;
+    let (gw, _) = gateway(Some(west), &[("KEYGATE_FIRST_BYTE_TIMEOUT", "300ms")]).await;
+    let (id, key) = gw.create_key(json!({"name": "f"})).await;
+    // East would answer in a minute, far past the first-byte timeout.
+    fault(gw.mock, json!({"latency_ms": 60000, "count": 1000})).await;
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&key, chat_body(false)).await.status(), 200);
+    }
+    let events = gw.events_of(&id).await;
+    assert!(events
+        .iter()
+        .all(|e| e.provider.as_deref() == Some("west") && e.status == 200));
+    // East timed out at most once: afterwards it was cooling down.
+    assert!(recorded(gw.mock).await.len() <= 1);
+    gw.finish().await;
+}
