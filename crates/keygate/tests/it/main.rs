@@ -12,3 +12,4 @@ mod failover;
 mod routing;
 mod store;
 mod streaming;
+mod translation;
