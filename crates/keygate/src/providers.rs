@@ -230,6 +230,12 @@ impl Provider {
         }
     }
 
+    /// Whether it authenticates with short-lived tokens it fetches itself
+    /// (a refused token is worth one retry with a fresh one).
+    pub fn uses_tokens(&self) -> bool {
+        matches!(self.auth, Auth::AzureAd(_) | Auth::ServiceAccount(_))
+    }
+
     /// Model ids to list in `GET /v1/models`: the built-in catalogue for
     /// providers from standard variables, plus every configured model name
     /// that is not a pattern and every Azure deployment's model.
@@ -296,8 +302,10 @@ impl Provider {
             );
         }
         if failure == Failure::KeyRefused {
-            if let Auth::AzureAd(source) = &self.auth {
-                source.forget();
+            match &self.auth {
+                Auth::AzureAd(source) => source.forget(),
+                Auth::ServiceAccount(source) => source.forget(),
+                Auth::Key | Auth::SigV4(_) => {}
             }
         }
     }

@@ -257,8 +257,12 @@ async fn proxy(
     let mut last_error = None;
     // Providers found down during this request: their other keys would fare no better.
     let mut down: Vec<&str> = Vec::new();
-    let attempts = Registry::attempts(&routes);
-    for attempt in attempts.iter().take(MAX_ATTEMPTS) {
+    let mut attempts = Registry::attempts(&routes);
+    attempts.truncate(MAX_ATTEMPTS);
+    let mut index = 0;
+    let mut fresh_token_tried = false;
+    while let Some(attempt) = attempts.get(index) {
+        index += 1;
         let route = &attempt.route;
         let provider = &route.provider;
         if down.contains(&provider.name.as_str()) {
@@ -314,6 +318,12 @@ async fn proxy(
             provider.penalize(attempt.key, failure);
             if failure == Failure::Unavailable {
                 down.push(&provider.name);
+            }
+            // A refused short-lived token (expired early, revoked) gets one
+            // more try with a freshly fetched one.
+            if failure == Failure::KeyRefused && provider.uses_tokens() && !fresh_token_tried {
+                fresh_token_tried = true;
+                index -= 1;
             }
             last_error = Some(error);
             continue;

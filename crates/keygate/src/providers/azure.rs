@@ -52,6 +52,14 @@ struct Cached {
     renew_at: Instant,
 }
 
+/// How long a token with `lifetime` is used before a new one is fetched:
+/// two thirds of its life, and never closer than a minute to its expiry
+/// (clock skew, slow requests), so a request never carries an expired token.
+pub fn renew_after(lifetime: Duration) -> Duration {
+    let early = (lifetime / 3).max(Duration::from_secs(60)).min(lifetime);
+    lifetime - early
+}
+
 /// Azure AD tokens for one application, fetched on first use and renewed
 /// before they expire (at two thirds of their lifetime, and at least a
 /// minute early), so no request waits on, or fails for, an expired token.
@@ -116,12 +124,10 @@ impl TokenSource {
             return Err(TokenError::Refused(response.status().as_u16()));
         }
         let body: TokenResponse = response.json().await.map_err(|_| TokenError::Malformed)?;
-        let lifetime = Duration::from_secs(body.expires_in);
-        let early = (lifetime / 3).max(Duration::from_secs(60)).min(lifetime);
         let token = Arc::new(SecretString::from(body.access_token));
         *cached = Some(Cached {
             token: Arc::clone(&token),
-            renew_at: Instant::now() + lifetime - early,
+            renew_at: Instant::now() + renew_after(Duration::from_secs(body.expires_in)),
         });
         Ok(token)
     }
@@ -131,5 +137,23 @@ impl TokenSource {
         if let Ok(mut cached) = self.cached.try_lock() {
             *cached = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_well_before_they_expire() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(renew_after(hour), Duration::from_secs(2400));
+        assert_eq!(
+            renew_after(Duration::from_secs(120)),
+            Duration::from_secs(60)
+        );
+        // A token shorter-lived than the margin is fetched afresh each time.
+        assert_eq!(renew_after(Duration::from_secs(30)), Duration::ZERO);
+        assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -26,7 +26,8 @@ pub fn is_anthropic(model: &str) -> bool {
 /// Service-account access tokens.
 #[derive(Debug)]
 pub struct TokenSource {
-    account: Arc<gcp_auth::CustomServiceAccount>,
+    path: std::path::PathBuf,
+    account: std::sync::RwLock<Arc<gcp_auth::CustomServiceAccount>>,
 }
 
 impl TokenSource {
@@ -35,14 +36,34 @@ impl TokenSource {
         let account = gcp_auth::CustomServiceAccount::from_file(path)
             .map_err(|e| format!("service-account key file {}: {e}", path.display()))?;
         Ok(TokenSource {
-            account: Arc::new(account),
+            path: path.to_path_buf(),
+            account: std::sync::RwLock::new(Arc::new(account)),
         })
     }
 
     /// A valid access token (cached by `gcp_auth` until shortly before expiry).
     pub async fn token(&self) -> Result<SecretString, gcp_auth::Error> {
-        let token = self.account.token(&[SCOPE]).await?;
+        let account = match self.account.read() {
+            Ok(account) => Arc::clone(&account),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        let token = account.token(&[SCOPE]).await?;
         Ok(SecretString::from(token.as_str().to_string()))
+    }
+
+    /// Vertex refused the token: drop it (and re-read the key file, which
+    /// may have been rotated) so the next call signs a fresh assertion.
+    pub fn forget(&self) {
+        match gcp_auth::CustomServiceAccount::from_file(&self.path) {
+            Ok(account) => {
+                if let Ok(mut slot) = self.account.write() {
+                    *slot = Arc::new(account);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "service-account key file could not be re-read");
+            }
+        }
     }
 }
 

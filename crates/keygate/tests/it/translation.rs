@@ -71,8 +71,10 @@ async fn anthropic_stream(base: String, http: reqwest::Client, key: String) -> r
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", &key)
         .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "held-1", "max_tokens": 100, "stream": true,
-                      "messages": [{"role": "user", "content": "hi"}]}))
+        .json(
+            &json!({"model": "held-1", "max_tokens": 100, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -115,7 +117,9 @@ async fn the_first_translated_event_arrives_before_the_upstream_ends() {
                        "model": "held-1", "choices": [],
                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}});
     upstream_tx
-        .send(Ok(Bytes::from(format!("data: {usage}\n\ndata: [DONE]\n\n"))))
+        .send(Ok(Bytes::from(format!(
+            "data: {usage}\n\ndata: [DONE]\n\n"
+        ))))
         .await
         .unwrap();
     drop(upstream_tx);
@@ -123,7 +127,10 @@ async fn the_first_translated_event_arrives_before_the_upstream_ends() {
         seen.push_str(std::str::from_utf8(&next.unwrap()).unwrap());
     }
     assert!(seen.contains("\"stop_reason\":\"end_turn\""), "{seen}");
-    assert!(seen.trim_end().ends_with("{\"type\":\"message_stop\"}"), "{seen}");
+    assert!(
+        seen.trim_end().ends_with("{\"type\":\"message_stop\"}"),
+        "{seen}"
+    );
     gw.finish().await;
 }
 
