@@ -61,6 +61,12 @@ mod vertex;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests_cloud;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests_tools;
 
 /// Options of `keygate mock-provider`.
 #[derive(Clone, Debug, clap::Args)]

@@ -108,9 +108,7 @@ fn chosen_tool(tools: Option<&Value>, choice: Option<&Value>) -> Option<String> 
         .iter()
         .find_map(|t| t.get("name").and_then(Value::as_str))?;
     let kind = choice.and_then(|c| c.get("type")).and_then(Value::as_str);
-    let forced = choice
-        .and_then(|c| c.get("name"))
-        .and_then(Value::as_str);
+    let forced = choice.and_then(|c| c.get("name")).and_then(Value::as_str);
     match kind {
         Some("none") => None,
         Some("tool") => Some(forced.unwrap_or(first).to_owned()),
@@ -225,7 +223,11 @@ pub(super) fn messages_reply(
         ..Ask::default()
     };
     let messages = req.messages.as_deref().unwrap_or_default();
-    if let Some(m) = messages.iter().rev().find(|m| m.role.as_deref() == Some("user")) {
+    if let Some(m) = messages
+        .iter()
+        .rev()
+        .find(|m| m.role.as_deref() == Some("user"))
+    {
         ask.images = m.content.as_ref().map_or(0, |c| c.1.images);
     }
     ask.tool_result = messages
@@ -270,7 +272,15 @@ pub(super) fn messages_reply(
         });
     }
     let usage = Usage::new(input, 1, cached);
-    match stream(&id, model, &answer, &tool_id, (stop_reason, stop_sequence), usage, output) {
+    match stream(
+        &id,
+        model,
+        &answer,
+        &tool_id,
+        (stop_reason, stop_sequence),
+        usage,
+        output,
+    ) {
         Ok(events) => Reply::Stream(events),
         Err(e) => e.into(),
     }

@@ -74,7 +74,9 @@ impl ApiError {
                  (HINT: This likely means you aren't using your HTTP library correctly.)"
             ),
             Flavor::Anthropic | Flavor::Gemini => format!("Invalid JSON payload received. {e}"),
-            Flavor::Bedrock => format!("Malformed input request: {e}, please reformat your input and try again."),
+            Flavor::Bedrock => {
+                format!("Malformed input request: {e}, please reformat your input and try again.")
+            }
         };
         ApiError::invalid(message)
     }

@@ -36,7 +36,9 @@ const SIGV4_SKEW_SECONDS: i64 = 5 * 60;
 fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/')
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
         {
             out.push(char::from(b));
         } else {
@@ -251,7 +253,10 @@ pub(super) fn check_sigv4(ctx: &Ctx<'_>) -> Result<(), ApiError> {
             })
             .collect();
         let value = if values.is_empty() && name == "host" {
-            ctx.uri.authority().map(|a| a.to_string()).unwrap_or_default()
+            ctx.uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
         } else {
             values.join(",")
         };
@@ -560,7 +565,10 @@ mod tests {
 
     #[test]
     fn encoding_and_decoding() {
-        assert_eq!(uri_encode("/model/a.b-v1%3A0/converse", true), "/model/a.b-v1%253A0/converse");
+        assert_eq!(
+            uri_encode("/model/a.b-v1%3A0/converse", true),
+            "/model/a.b-v1%253A0/converse"
+        );
         assert_eq!(uri_encode("a b/c~", false), "a%20b%2Fc~");
         assert_eq!(form_decode("a+b%2Fc%zz%4"), "a b/c%zz%4");
         let f = form(b"grant_type=client_credentials&scope=https%3A%2F%2Fx%2F.default&x");

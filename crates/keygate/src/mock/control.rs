@@ -235,7 +235,9 @@ impl Shared {
     /// Check a token this mock issued: right kind, authentic, unexpired.
     pub(super) fn check_token(&self, kind: TokenKind, token: &str) -> Result<(), TokenError> {
         use subtle::ConstantTimeEq as _;
-        let rest = token.strip_prefix(kind.prefix()).ok_or(TokenError::Invalid)?;
+        let rest = token
+            .strip_prefix(kind.prefix())
+            .ok_or(TokenError::Invalid)?;
         let (expires, mac) = rest.split_once('.').ok_or(TokenError::Invalid)?;
         let expires_ms: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
         let expected = self.token_mac(kind, expires_ms);

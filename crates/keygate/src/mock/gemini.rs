@@ -329,9 +329,8 @@ pub(super) fn generate_reply(ctx: &Ctx<'_>) -> Reply {
             };
         }
     };
-    let response = |text, finish, candidates| {
-        chunk(text_part(text), finish, usage(candidates), model, &id)
-    };
+    let response =
+        |text, finish, candidates| chunk(text_part(text), finish, usage(candidates), model, &id);
     if let Mode::Json = mode {
         return api::json(&response(content, Some(finish), completion));
     }
