@@ -399,19 +399,20 @@ fn azure_error(status: StatusCode, message: &str) -> Reply {
 }
 
 /// Azure OpenAI's checks: `api-version` present, then `api-key` (any value
-/// unless `azure_api_key` is configured) or an unexpired Azure AD token.
-pub(super) fn check_azure(ctx: &Ctx<'_>) -> Result<(), Reply> {
+/// unless `azure_api_key` is configured) or an unexpired Azure AD token;
+/// the error response when they fail.
+pub(super) fn azure_denial(ctx: &Ctx<'_>) -> Option<Reply> {
     if ctx.query_param("api-version").is_none_or(str::is_empty) {
-        return Err(azure_error(StatusCode::NOT_FOUND, "Resource not found"));
+        return Some(azure_error(StatusCode::NOT_FOUND, "Resource not found"));
     }
     if let Some(token) = ctx.bearer() {
         return match ctx.state.check_token(TokenKind::AzureAd, token) {
-            Ok(()) => Ok(()),
-            Err(TokenError::Expired) => Err(azure_error(
+            Ok(()) => None,
+            Err(TokenError::Expired) => Some(azure_error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized. Access token has expired.",
             )),
-            Err(TokenError::Invalid) => Err(azure_error(
+            Err(TokenError::Invalid) => Some(azure_error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired.",
             )),
@@ -424,11 +425,10 @@ pub(super) fn check_azure(ctx: &Ctx<'_>) -> Result<(), Reply> {
         )
     };
     match (ctx.header("api-key"), ctx.state.auth().azure_api_key) {
-        (None, _) => Err(denied()),
-        (Some(""), _) => Err(denied()),
-        (Some(_), None) => Ok(()),
-        (Some(given), Some(want)) if given == want => Ok(()),
-        (Some(_), Some(_)) => Err(denied()),
+        (None | Some(""), _) => Some(denied()),
+        (Some(_), None) => None,
+        (Some(given), Some(want)) if given == want => None,
+        (Some(_), Some(_)) => Some(denied()),
     }
 }
 

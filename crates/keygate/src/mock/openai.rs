@@ -52,7 +52,7 @@ pub(super) async fn chat(State(state): State<Arc<Shared>>, request: Request) -> 
 
 pub(super) async fn azure_chat(State(state): State<Arc<Shared>>, request: Request) -> Response {
     api::handle(state, Flavor::OpenAi, request, |ctx| {
-        if let Err(reply) = auth::check_azure(ctx) {
+        if let Some(reply) = auth::azure_denial(ctx) {
             return reply;
         }
         chat_reply(ctx, azure_deployment(ctx.path))
@@ -72,7 +72,7 @@ pub(super) async fn azure_embeddings(
     request: Request,
 ) -> Response {
     api::handle(state, Flavor::OpenAi, request, |ctx| {
-        if let Err(reply) = auth::check_azure(ctx) {
+        if let Some(reply) = auth::azure_denial(ctx) {
             return reply;
         }
         embeddings_reply(ctx, azure_deployment(ctx.path))
@@ -395,8 +395,7 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
             &id,
             created,
             model,
-            content,
-            tool_calls.as_ref().map(|[call]| call),
+            (content, tool_calls.as_ref().map(|[call]| call)),
             finish,
             include_usage,
             Usage::new(prompt, completion, cached),
@@ -432,8 +431,7 @@ fn chat_stream(
     id: &str,
     created: i64,
     model: &str,
-    content: Option<&str>,
-    tool_call: Option<&ToolCall<'_>>,
+    (content, tool_call): (Option<&str>, Option<&ToolCall<'_>>),
     finish: &str,
     include_usage: bool,
     usage: Usage,
