@@ -12,6 +12,27 @@
 //! | `GET` | `/_mock/config` | live settings |
 //! | `PUT`/`PATCH`/`POST` | `/_mock/config` | change some of them; returns all |
 //!
+//! Settings (`GET`/`PUT /_mock/config`; a change names only the fields it
+//! sets; strings marked *clearable* are unset by `""`, and read as `""`
+//! when unset):
+//!
+//! | field | default | effect |
+//! |---|---|---|
+//! | `latency_ms` | `--latency-ms` (0) | delay before every response |
+//! | `chunk_delay_ms` | `--chunk-delay-ms` (0) | delay between streamed events |
+//! | `record` | `true` | record provider requests |
+//! | `record_limit` | 1000 | requests kept |
+//! | `cached_tokens` | 0 | cached input tokens every response reports: OpenAI `prompt_tokens_details.cached_tokens` (and Responses `input_tokens_details`), Anthropic `cache_read_input_tokens`, Gemini `cachedContentTokenCount`, Bedrock `cacheReadInputTokens` (the last two omitted at 0) |
+//! | `aws_access_key_id` | `--aws-access-key-id` (`AKIAKEYGATEMOCK00000`) | key Bedrock requests must be signed with; others → 403 `UnrecognizedClientException` |
+//! | `aws_secret_access_key` | `--aws-secret-access-key` (`keygate-mock-aws-secret-access-key`) | its secret; a wrong signature → 403 `InvalidSignatureException` |
+//! | `aws_session_token` | `--aws-session-token` (unset) | *clearable*; when set, `x-amz-security-token` must equal it (when unset, must be absent) |
+//! | `azure_api_key` | unset | *clearable*; when set, Azure `api-key` must equal it (else any non-empty key) |
+//! | `azure_client_id` | `keygate-mock-client` | Azure AD client; another → 400 `unauthorized_client` |
+//! | `azure_client_secret` | `keygate-mock-client-secret` | its secret; another → 401 `invalid_client` |
+//! | `azure_token_lifetime_s` | 3600 | lifetime of Azure AD tokens (0: born expired) |
+//! | `google_token_lifetime_s` | 3600 | lifetime of Google OAuth tokens (0: born expired) |
+//! | `gemini_api_key` | unset | *clearable*; when set, `x-goog-api-key` must equal it (else 400 `INVALID_ARGUMENT`; absent → 403 `PERMISSION_DENIED`) |
+//!
 //! A recorded request is `{"seq","timestamp_ms","method","path","query",
 //! "headers":{lowercased name: value, repeats joined by ", "},"body"}` with
 //! the body as UTF-8 (lossy) cut to 64 KiB and `body_truncated` set when cut.

@@ -866,3 +866,26 @@ async fn hostile_bodies_on_new_routes_are_4xx() {
         }
     }
 }
+
+#[test]
+fn cli_flags_set_the_aws_credentials() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: super::MockOptions,
+    }
+    let cli = Cli::try_parse_from([
+        "mock-provider",
+        "--aws-access-key-id",
+        "AKIAX",
+        "--aws-secret-access-key",
+        "sec",
+        "--aws-session-token",
+        "tok",
+    ])
+    .unwrap();
+    assert_eq!(cli.opts.aws_access_key_id, "AKIAX");
+    assert_eq!(cli.opts.aws_secret_access_key, "sec");
+    assert_eq!(cli.opts.aws_session_token.as_deref(), Some("tok"));
+}
