@@ -353,15 +353,17 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
             ask.images = content.1.images;
         }
     }
-    if let Some(last) = messages.last() {
-        if matches!(last.role.as_deref(), Some("tool" | "function")) {
-            ask.tool_result = Some(
-                last.content
-                    .as_ref()
-                    .map(|c| c.0.clone().into_owned())
-                    .unwrap_or_default(),
-            );
-        }
+    // Trailing tool messages (one per parallel call) are the results.
+    let results: Vec<&str> = messages
+        .iter()
+        .rev()
+        .take_while(|m| matches!(m.role.as_deref(), Some("tool" | "function")))
+        .map(|m| m.content.as_ref().map_or("", |c| c.0.as_ref()))
+        .collect();
+    if !results.is_empty() {
+        let mut in_order = results;
+        in_order.reverse();
+        ask.tool_result = Some(in_order.join(" "));
     }
     let prompt = prompt.max(1);
     let answer = text::answer(&ask);

@@ -98,7 +98,8 @@ async fn openai_tool_calls_json_and_stream() {
         "messages": [
             {"role": "user", "content": "hi there"},
             {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "search", "arguments": "{}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny and warm"},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny and"},
+            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "warm"}]},
         ],
     });
     let v = post(&app, "/v1/chat/completions", result).await.json();
