@@ -1,12 +1,41 @@
-//! `keygate mock-provider`: a fake upstream speaking the OpenAI, Anthropic and
-//! Gemini wire formats (JSON and streaming), with settable latency and
+//! `keygate mock-provider`: a fake upstream speaking the OpenAI (and Azure
+//! OpenAI), Anthropic, Gemini (AI Studio and Vertex AI, including Anthropic
+//! on Vertex) and Bedrock Converse wire formats (JSON and streaming), with
+//! the token endpoints of Azure AD and Google OAuth, settable latency and
 //! faults. Tests, demos and benchmarks use it, and `keygate serve` runs one
-//! in-process as the offline provider when nothing else is configured.
+//! in-process as the offline provider when nothing else is configured. It
+//! shares no code with the gateway's translation layer, so tests through it
+//! are not circular.
 //!
 //! Answers are deterministic so that tests can assert on them: the reply to
 //! any conversation is `Hello from mock! You said: <last user text, first 200
 //! characters>`, and token counts are whitespace-separated words (prompt: all
-//! message text, at least 1; completion: words of the reply).
+//! message text, at least 1; completion: words of the reply). Further:
+//!
+//! - media parts in the last user message (`image_url`, Anthropic `image`,
+//!   `inlineData`/`fileData`, Converse `image`) append ` [images: N]`;
+//! - stop sequences (`stop`, `stop_sequences`, `stopSequences`,
+//!   `inferenceConfig.stopSequences`) cut the reply before the first
+//!   occurrence (reason: `stop` / `stop_sequence` with the sequence /
+//!   `STOP` / `stop_sequence`); then a token limit (`max_tokens`,
+//!   `max_completion_tokens`, `maxOutputTokens`, `inferenceConfig.maxTokens`)
+//!   cuts it to that many words (`length` / `max_tokens` / `MAX_TOKENS` /
+//!   `max_tokens`);
+//! - when the request offers tools and the last message is no tool result,
+//!   the answer is one call to the forced tool (`tool_choice`,
+//!   `toolConfig`) or else the first offered, with arguments
+//!   `{"query": <last user text, first 200 characters>}`, ids
+//!   `call_mock_<n>` (OpenAI), `toolu_mock_<n>` (Anthropic),
+//!   `tooluse_mock_<n>` (Bedrock), reasons `tool_calls` / `tool_use` /
+//!   `STOP` / `tool_use`; streams send the arguments in two fragments;
+//! - when the last message carries tool results the reply is
+//!   `Tool result: <result text, first 200 characters>`.
+//!
+//! Credentials: Gemini AI Studio routes need `x-goog-api-key` (or `?key=`);
+//! Azure routes `api-version` and `api-key` or an Azure AD bearer token
+//! from `POST /{tenant}/oauth2/v2.0/token`; Vertex AI routes a bearer token
+//! from `POST /token`; Bedrock routes a valid SigV4 signature. Any key
+//! value is accepted unless one is configured through `/_mock/config`.
 //!
 //! Besides the provider routes it has a control API under `/_mock/` (never
 //! part of a provider's API): recorded requests, queued faults, live
@@ -20,15 +49,24 @@ use axum::serve::ListenerExt;
 
 mod anthropic;
 mod api;
+mod auth;
+mod bedrock;
 pub mod control;
 mod gemini;
 mod openai;
 mod sse;
 mod text;
+mod vertex;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests_cloud;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests_tools;
 
 /// Options of `keygate mock-provider`.
 #[derive(Clone, Debug, clap::Args)]
@@ -42,7 +80,23 @@ pub struct MockOptions {
     /// Delay between streamed chunks, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub chunk_delay_ms: u64,
+    /// AWS access key id Bedrock requests must be signed with.
+    #[arg(long, env = "KEYGATE_MOCK_AWS_ACCESS_KEY_ID", default_value = DEFAULT_AWS_ACCESS_KEY_ID)]
+    pub aws_access_key_id: String,
+    /// AWS secret access key Bedrock requests must be signed with.
+    #[arg(long, env = "KEYGATE_MOCK_AWS_SECRET_ACCESS_KEY", default_value = DEFAULT_AWS_SECRET_ACCESS_KEY, hide_env_values = true)]
+    pub aws_secret_access_key: String,
+    /// AWS session token Bedrock requests must carry (`x-amz-security-token`);
+    /// none required when unset.
+    #[arg(long, env = "KEYGATE_MOCK_AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub aws_session_token: Option<String>,
 }
+
+/// Access key id of the mock's AWS credentials unless configured.
+pub const DEFAULT_AWS_ACCESS_KEY_ID: &str = "AKIAKEYGATEMOCK00000";
+/// Secret access key of the mock's AWS credentials unless configured.
+pub const DEFAULT_AWS_SECRET_ACCESS_KEY: &str = "keygate-mock-aws-secret-access-key";
+pub use control::{DEFAULT_AZURE_CLIENT_ID, DEFAULT_AZURE_CLIENT_SECRET};
 
 impl Default for MockOptions {
     fn default() -> Self {
@@ -50,6 +104,9 @@ impl Default for MockOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             latency_ms: 0,
             chunk_delay_ms: 0,
+            aws_access_key_id: DEFAULT_AWS_ACCESS_KEY_ID.to_owned(),
+            aws_secret_access_key: DEFAULT_AWS_SECRET_ACCESS_KEY.to_owned(),
+            aws_session_token: None,
         }
     }
 }
@@ -85,6 +142,22 @@ pub fn router(opts: &MockOptions) -> axum::Router {
         // Gemini: `{model}:{method}` is one path segment, split by the handler.
         .route("/v1beta/models", get(gemini::models))
         .route("/v1beta/models/{target}", post(gemini::generate))
+        // Bedrock Runtime (SigV4-signed; the model id may be URL-encoded).
+        .route("/model/{model_id}/converse", post(bedrock::converse))
+        .route("/model/{model_id}/converse-stream", post(bedrock::converse))
+        // Azure AD (client credentials) and Google OAuth (JWT bearer).
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::azure_token))
+        .route("/token", post(auth::google_token))
+        // Vertex AI: `{model}:{method}` is one segment; the publisher is
+        // `google` (Gemini body) or `anthropic` (Messages body).
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{target}",
+            post(vertex::predict),
+        )
+        .route(
+            "/v1beta1/projects/{project}/locations/{location}/publishers/{publisher}/models/{target}",
+            post(vertex::predict),
+        )
         // Control API.
         .route(
             "/_mock/requests",

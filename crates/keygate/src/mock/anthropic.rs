@@ -8,14 +8,21 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::api::{self, ApiError, Ctx, Flavor, Reply};
 use super::control::Shared;
 use super::sse::Events;
-use super::text::{self, Pieces, Text};
+use super::text::{self, Answer, Ask, Finish, Pieces, Text};
+
+/// `anthropic_version` a Vertex AI request body must carry.
+pub(super) const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
 pub(super) async fn messages(State(state): State<Arc<Shared>>, request: Request) -> Response {
-    api::handle(state, Flavor::Anthropic, request, messages_reply).await
+    api::handle(state, Flavor::Anthropic, request, |ctx| {
+        messages_reply(ctx, None, false)
+    })
+    .await
 }
 
 pub(super) async fn count_tokens(State(state): State<Arc<Shared>>, request: Request) -> Response {
@@ -44,6 +51,14 @@ struct MessagesRequest<'a> {
     max_tokens: Option<i64>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    stop_sequences: Option<Value>,
+    #[serde(borrow, default)]
+    anthropic_version: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -66,17 +81,39 @@ struct MessageObject<'a> {
     kind: &'static str,
     role: &'static str,
     model: &'a str,
-    content: Vec<TextBlock<'a>>,
+    content: Vec<Block<'a>>,
     stop_reason: Option<&'static str>,
-    stop_sequence: Option<()>,
+    stop_sequence: Option<&'a str>,
     usage: Usage,
 }
 
 #[derive(Serialize)]
-struct TextBlock<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+}
+
+/// The tool the request makes the model call: `tool_choice` of type
+/// `tool` names it, else the first offered; none for type `none`.
+fn chosen_tool(tools: Option<&Value>, choice: Option<&Value>) -> Option<String> {
+    let first = tools?
+        .as_array()?
+        .iter()
+        .find_map(|t| t.get("name").and_then(Value::as_str))?;
+    let kind = choice.and_then(|c| c.get("type")).and_then(Value::as_str);
+    let forced = choice.and_then(|c| c.get("name")).and_then(Value::as_str);
+    match kind {
+        Some("none") => None,
+        Some("tool") => Some(forced.unwrap_or(first).to_owned()),
+        _ => Some(first.to_owned()),
+    }
 }
 
 #[derive(Serialize)]
@@ -89,11 +126,11 @@ struct Usage {
 }
 
 impl Usage {
-    fn new(input: u64, output: u64) -> Self {
+    fn new(input: u64, output: u64, cached: u64) -> Self {
         Usage {
             input_tokens: input,
             cache_creation_input_tokens: 0,
-            cache_read_input_tokens: 0,
+            cache_read_input_tokens: cached,
             output_tokens: output,
             service_tier: "standard",
         }
@@ -107,6 +144,23 @@ fn parse<'a>(ctx: &Ctx<'a>) -> Result<MessagesRequest<'a>, ApiError> {
         return Err(ApiError::invalid("model: Field required"));
     }
     Ok(req)
+}
+
+/// A Vertex AI body: no `model` (the path names it), and
+/// `anthropic_version` = [`VERTEX_VERSION`].
+fn parse_vertex<'a>(ctx: &Ctx<'a>) -> Result<MessagesRequest<'a>, ApiError> {
+    let req: MessagesRequest<'a> =
+        serde_json::from_slice(ctx.body).map_err(|e| ApiError::bad_json(Flavor::Anthropic, &e))?;
+    if req.model.is_some() {
+        return Err(ApiError::invalid("model: Extra inputs are not permitted"));
+    }
+    match req.anthropic_version.as_deref() {
+        Some(VERTEX_VERSION) => Ok(req),
+        None => Err(ApiError::invalid("anthropic_version: Field required")),
+        Some(other) => Err(ApiError::invalid(format!(
+            "anthropic_version: Input should be '{VERTEX_VERSION}', got '{other}'"
+        ))),
+    }
 }
 
 /// Input tokens (system prompt and every message) and the last user text.
@@ -131,12 +185,22 @@ fn prompt_of<'r>(req: &'r MessagesRequest<'_>) -> Result<(u64, &'r str), ApiErro
     Ok((input.max(1), last_user))
 }
 
-fn messages_reply(ctx: &Ctx<'_>) -> Reply {
-    let req = match parse(ctx) {
+/// A Messages reply; `vertex_model` (the model of a Vertex AI path) switches
+/// to Vertex's body rules, and `force_stream` streams (`:streamRawPredict`).
+pub(super) fn messages_reply(
+    ctx: &Ctx<'_>,
+    vertex_model: Option<&str>,
+    force_stream: bool,
+) -> Reply {
+    let parsed = match vertex_model {
+        Some(_) => parse_vertex(ctx),
+        None => parse(ctx),
+    };
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => return e.into(),
     };
-    let model = req.model.as_deref().unwrap_or_default();
+    let model = vertex_model.unwrap_or(req.model.as_deref().unwrap_or_default());
     let limit = match req.max_tokens {
         None => return ApiError::invalid("max_tokens: Field required").into(),
         Some(n) if n < 1 => {
@@ -151,27 +215,72 @@ fn messages_reply(ctx: &Ctx<'_>) -> Reply {
         Ok(p) => p,
         Err(e) => return e.into(),
     };
-    let full = text::reply(last_user);
-    let (content, output, cut) = text::generate(&full, limit);
-    let stop_reason = if cut { "max_tokens" } else { "end_turn" };
+    let mut ask = Ask {
+        last_user,
+        max: limit,
+        stop: text::stop_list(req.stop_sequences.as_ref()),
+        tool: chosen_tool(req.tools.as_ref(), req.tool_choice.as_ref()),
+        ..Ask::default()
+    };
+    let messages = req.messages.as_deref().unwrap_or_default();
+    if let Some(m) = messages
+        .iter()
+        .rev()
+        .find(|m| m.role.as_deref() == Some("user"))
+    {
+        ask.images = m.content.as_ref().map_or(0, |c| c.1.images);
+    }
+    ask.tool_result = messages
+        .last()
+        .and_then(|m| m.content.as_ref())
+        .and_then(|c| c.1.tool_result.clone());
+    let answer = text::answer(&ask);
+    let output = answer.tokens();
+    let finish = answer.finish();
+    let stop_reason = match &finish {
+        Finish::End => "end_turn",
+        Finish::Length => "max_tokens",
+        Finish::Stop(_) => "stop_sequence",
+        Finish::Tool => "tool_use",
+    };
+    let stop_sequence = match &finish {
+        Finish::Stop(s) => Some(s.as_str()),
+        _ => None,
+    };
+    let tool_id = format!("toolu_mock_{}", ctx.state.counter());
+    let block = match &answer {
+        Answer::Text { text, .. } => Block::Text { text },
+        Answer::Tool { name, args, .. } => Block::ToolUse {
+            id: &tool_id,
+            name,
+            input: serde_json::from_str(args).unwrap_or(Value::Null),
+        },
+    };
+    let cached = ctx.state.cached_tokens();
     let id = ctx.state.id("msg_");
 
-    if req.stream != Some(true) {
+    if req.stream != Some(true) && !force_stream {
         return api::json(&MessageObject {
             id: &id,
             kind: "message",
             role: "assistant",
             model,
-            content: vec![TextBlock {
-                kind: "text",
-                text: content,
-            }],
+            content: vec![block],
             stop_reason: Some(stop_reason),
-            stop_sequence: None,
-            usage: Usage::new(input, output),
+            stop_sequence,
+            usage: Usage::new(input, output, cached),
         });
     }
-    match stream(&id, model, content, stop_reason, input, output) {
+    let usage = Usage::new(input, 1, cached);
+    match stream(
+        &id,
+        model,
+        &answer,
+        &tool_id,
+        (stop_reason, stop_sequence),
+        usage,
+        output,
+    ) {
         Ok(events) => Reply::Stream(events),
         Err(e) => e.into(),
     }
@@ -181,11 +290,16 @@ fn messages_reply(ctx: &Ctx<'_>) -> Reply {
 fn stream(
     id: &str,
     model: &str,
-    content: &str,
-    stop_reason: &'static str,
-    input: u64,
+    answer: &Answer,
+    tool_id: &str,
+    (stop_reason, stop_sequence): (&'static str, Option<&str>),
+    start_usage: Usage,
     output: u64,
 ) -> Result<Events, serde_json::Error> {
+    let content = match answer {
+        Answer::Text { text, .. } => text.as_str(),
+        Answer::Tool { .. } => "",
+    };
     let mut events = Events::sse(1024 + content.len() * 6);
     // Written by hand so that `type` comes first, as in the real stream.
     let buf = events.buf();
@@ -201,15 +315,31 @@ fn stream(
             stop_reason: None,
             stop_sequence: None,
             // The real API reports one output token at the start.
-            usage: Usage::new(input, 1),
+            usage: start_usage,
         },
     )?;
     buf.extend_from_slice(b"}\n\n");
     events.end();
-    events.raw(
-        b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-    );
-    events.raw(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+    if let Answer::Tool { name, args, .. } = answer {
+        events.event(
+            Some("content_block_start"),
+            &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+        )?;
+        events.raw(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+        for fragment in text::halves(args) {
+            events.event(
+                Some("content_block_delta"),
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": fragment}}),
+            )?;
+        }
+    } else {
+        events.raw(
+            b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        );
+        events.raw(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+    }
     for piece in Pieces::new(content) {
         let buf = events.buf();
         buf.extend_from_slice(
@@ -226,7 +356,9 @@ fn stream(
         b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"",
     );
     buf.extend_from_slice(stop_reason.as_bytes());
-    buf.extend_from_slice(b"\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
+    buf.extend_from_slice(b"\",\"stop_sequence\":");
+    serde_json::to_writer(&mut *buf, &stop_sequence)?;
+    buf.extend_from_slice(b"},\"usage\":{\"output_tokens\":");
     buf.extend_from_slice(output.to_string().as_bytes());
     buf.extend_from_slice(b"}}\n\n");
     events.end();

@@ -22,6 +22,8 @@ pub(super) enum Flavor {
     OpenAi,
     Anthropic,
     Gemini,
+    /// AWS (Bedrock Runtime): `{"message"}` plus `x-amzn-errortype`.
+    Bedrock,
 }
 
 /// An error to render in the provider's shape.
@@ -72,6 +74,9 @@ impl ApiError {
                  (HINT: This likely means you aren't using your HTTP library correctly.)"
             ),
             Flavor::Anthropic | Flavor::Gemini => format!("Invalid JSON payload received. {e}"),
+            Flavor::Bedrock => {
+                format!("Malformed input request: {e}, please reformat your input and try again.")
+            }
         };
         ApiError::invalid(message)
     }
@@ -85,6 +90,9 @@ pub(super) enum Reply {
     /// JSON array).
     Stream(sse::Events),
     Error(ApiError),
+    /// A response built by the route (errors in a shape of their own, such
+    /// as Azure's or an OAuth endpoint's).
+    Raw(Response),
 }
 
 impl From<serde_json::Error> for Reply {
@@ -114,9 +122,63 @@ pub(super) fn json<T: Serialize>(value: &T) -> Reply {
 /// What a route handler sees of its request.
 pub(super) struct Ctx<'a> {
     pub state: &'a Shared,
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub headers: &'a HeaderMap,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub body: &'a [u8],
+}
+
+impl Ctx<'_> {
+    /// A request header as text (absent when missing or not visible ASCII).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The token of `Authorization: Bearer <token>`.
+    pub(super) fn bearer(&self) -> Option<&str> {
+        let value = self.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A query parameter's raw value.
+    pub(super) fn query_param(&self, name: &str) -> Option<&str> {
+        self.query?
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A JSON response with this status and body.
+pub(super) fn raw_json(status: StatusCode, body: &serde_json::Value) -> Reply {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, json_type());
+    Reply::Raw(response)
+}
+
+/// The AWS error type for a status, when the route names none.
+fn aws_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "ValidationException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 => "ModelTimeoutException",
+        413 => "ValidationException",
+        424 => "ModelErrorException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalServerException",
+    }
 }
 
 /// The error body in `flavor`'s shape.
@@ -141,6 +203,7 @@ pub(super) fn error_body(flavor: Flavor, e: &ApiError) -> Vec<u8> {
                 "status": crate::error::google_status_name(e.status),
             }
         }),
+        Flavor::Bedrock => serde_json::json!({ "message": e.message }),
     };
     value.to_string().into_bytes()
 }
@@ -154,6 +217,7 @@ fn with_headers(flavor: Flavor, state: &Shared, mut response: Response) -> Respo
     let name = match flavor {
         Flavor::OpenAi => HeaderName::from_static("x-request-id"),
         Flavor::Anthropic => HeaderName::from_static("request-id"),
+        Flavor::Bedrock => HeaderName::from_static("x-amzn-requestid"),
         Flavor::Gemini => return response,
     };
     if let Ok(value) = HeaderValue::try_from(state.id("req_")) {
@@ -164,7 +228,14 @@ fn with_headers(flavor: Flavor, state: &Shared, mut response: Response) -> Respo
 
 /// An error response in `flavor`'s shape (with `retry-after` on 429).
 pub(super) fn error_response(flavor: Flavor, state: &Shared, e: &ApiError) -> Response {
-    raw_error(flavor, state, e.status, error_body(flavor, e))
+    let mut response = raw_error(flavor, state, e.status, error_body(flavor, e));
+    if flavor == Flavor::Bedrock {
+        let kind = e.code.unwrap_or_else(|| aws_error_type(e.status));
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    }
+    response
 }
 
 fn raw_error(flavor: Flavor, state: &Shared, status: StatusCode, body: Vec<u8>) -> Response {
@@ -185,11 +256,11 @@ fn fault_response(
     status: StatusCode,
     body: Option<serde_json::Value>,
 ) -> Response {
-    let body = match body {
-        Some(value) => value.to_string().into_bytes(),
+    let mut response = match body {
+        Some(value) => raw_error(flavor, state, status, value.to_string().into_bytes()),
         None => {
             let reason = status.canonical_reason().unwrap_or("error");
-            error_body(
+            let body = error_body(
                 flavor,
                 &ApiError {
                     status,
@@ -198,10 +269,17 @@ fn fault_response(
                     code: (status == StatusCode::TOO_MANY_REQUESTS && flavor == Flavor::OpenAi)
                         .then_some("rate_limit_exceeded"),
                 },
-            )
+            );
+            raw_error(flavor, state, status, body)
         }
     };
-    raw_error(flavor, state, status, body)
+    if flavor == Flavor::Bedrock {
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(aws_error_type(status)),
+        );
+    }
+    response
 }
 
 /// Run a provider route: read and record the request, apply queued faults
@@ -240,6 +318,9 @@ where
     }
     let ctx = Ctx {
         state: &state,
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
         path: parts.uri.path(),
         query: parts.uri.query(),
         body: &body,
@@ -264,6 +345,7 @@ where
         },
         Reply::Stream(events) => events.into_response(state.chunk_delay_ms(), cut_after_chunks),
         Reply::Error(e) => return error_response(flavor, &state, &e),
+        Reply::Raw(response) => response,
     };
     with_headers(flavor, &state, response)
 }

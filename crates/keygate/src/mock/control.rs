@@ -12,6 +12,27 @@
 //! | `GET` | `/_mock/config` | live settings |
 //! | `PUT`/`PATCH`/`POST` | `/_mock/config` | change some of them; returns all |
 //!
+//! Settings (`GET`/`PUT /_mock/config`; a change names only the fields it
+//! sets; strings marked *clearable* are unset by `""`, and read as `""`
+//! when unset):
+//!
+//! | field | default | effect |
+//! |---|---|---|
+//! | `latency_ms` | `--latency-ms` (0) | delay before every response |
+//! | `chunk_delay_ms` | `--chunk-delay-ms` (0) | delay between streamed events |
+//! | `record` | `true` | record provider requests |
+//! | `record_limit` | 1000 | requests kept |
+//! | `cached_tokens` | 0 | cached input tokens every response reports: OpenAI `prompt_tokens_details.cached_tokens` (and Responses `input_tokens_details`), Anthropic `cache_read_input_tokens`, Gemini `cachedContentTokenCount`, Bedrock `cacheReadInputTokens` (the last two omitted at 0) |
+//! | `aws_access_key_id` | `--aws-access-key-id` (`AKIAKEYGATEMOCK00000`) | key Bedrock requests must be signed with; others → 403 `UnrecognizedClientException` |
+//! | `aws_secret_access_key` | `--aws-secret-access-key` (`keygate-mock-aws-secret-access-key`) | its secret; a wrong signature → 403 `InvalidSignatureException` |
+//! | `aws_session_token` | `--aws-session-token` (unset) | *clearable*; when set, `x-amz-security-token` must equal it (when unset, must be absent) |
+//! | `azure_api_key` | unset | *clearable*; when set, Azure `api-key` must equal it (else any non-empty key) |
+//! | `azure_client_id` | `keygate-mock-client` | Azure AD client; another → 400 `unauthorized_client` |
+//! | `azure_client_secret` | `keygate-mock-client-secret` | its secret; another → 401 `invalid_client` |
+//! | `azure_token_lifetime_s` | 3600 | lifetime of Azure AD tokens (0: born expired) |
+//! | `google_token_lifetime_s` | 3600 | lifetime of Google OAuth tokens (0: born expired) |
+//! | `gemini_api_key` | unset | *clearable*; when set, `x-goog-api-key` must equal it (else 400 `INVALID_ARGUMENT`; absent → 403 `PERMISSION_DENIED`) |
+//!
 //! A recorded request is `{"seq","timestamp_ms","method","path","query",
 //! "headers":{lowercased name: value, repeats joined by ", "},"body"}` with
 //! the body as UTF-8 (lossy) cut to 64 KiB and `body_truncated` set when cut.
@@ -101,6 +122,56 @@ pub(super) struct Shared {
     /// Per-process nonce and counter for response ids.
     nonce: u64,
     seq: AtomicU64,
+    /// Cached input tokens every response reports.
+    cached_tokens: AtomicU64,
+    /// Credentials the provider routes check.
+    auth: Mutex<AuthConfig>,
+    /// Key of the HMAC that makes issued access tokens self-verifying.
+    token_key: [u8; 32],
+}
+
+/// Credentials and token lifetimes the provider routes check, settable
+/// through `/_mock/config`.
+#[derive(Clone, Debug)]
+pub(super) struct AuthConfig {
+    pub aws_access_key_id: String,
+    pub aws_secret_access_key: String,
+    pub aws_session_token: Option<String>,
+    pub azure_api_key: Option<String>,
+    pub azure_client_id: String,
+    pub azure_client_secret: String,
+    pub azure_token_lifetime_s: u64,
+    pub google_token_lifetime_s: u64,
+    pub gemini_api_key: Option<String>,
+}
+
+/// Default Azure AD client of the mock.
+pub const DEFAULT_AZURE_CLIENT_ID: &str = "keygate-mock-client";
+/// Default Azure AD client secret of the mock.
+pub const DEFAULT_AZURE_CLIENT_SECRET: &str = "keygate-mock-client-secret";
+
+/// Which endpoint issued an access token (a token is valid only where its
+/// issuer's tokens are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TokenKind {
+    AzureAd,
+    Google,
+}
+
+impl TokenKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::AzureAd => "mock-aad.",
+            TokenKind::Google => "ya29.mock.",
+        }
+    }
+}
+
+/// Why an access token was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TokenError {
+    Invalid,
+    Expired,
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +199,76 @@ impl Shared {
             faults_queued: AtomicUsize::new(0),
             nonce: rand::random::<u64>() >> 16,
             seq: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            auth: Mutex::new(AuthConfig {
+                aws_access_key_id: opts.aws_access_key_id.clone(),
+                aws_secret_access_key: opts.aws_secret_access_key.clone(),
+                aws_session_token: opts.aws_session_token.clone().filter(|t| !t.is_empty()),
+                azure_api_key: None,
+                azure_client_id: DEFAULT_AZURE_CLIENT_ID.to_owned(),
+                azure_client_secret: DEFAULT_AZURE_CLIENT_SECRET.to_owned(),
+                azure_token_lifetime_s: 3600,
+                google_token_lifetime_s: 3600,
+                gemini_api_key: None,
+            }),
+            token_key: rand::random(),
         }
+    }
+
+    /// Cached input tokens to report (0: the formats that can omit the
+    /// field omit it).
+    pub(super) fn cached_tokens(&self) -> u64 {
+        self.cached_tokens.load(Ordering::Relaxed)
+    }
+
+    /// The credentials in force.
+    pub(super) fn auth(&self) -> AuthConfig {
+        lock(&self.auth).clone()
+    }
+
+    /// A small counter for tool-call ids (`call_mock_<n>`).
+    pub(super) fn counter(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn token_mac(&self, kind: TokenKind, expires_ms: i64) -> String {
+        use hmac::Mac as _;
+        let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.token_key) {
+            Ok(m) => m,
+            // HMAC takes keys of any length; unreachable.
+            Err(_) => return String::new(),
+        };
+        mac.update(kind.prefix().as_bytes());
+        mac.update(expires_ms.to_string().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A fresh access token of `kind` valid for `lifetime_s` seconds.
+    pub(super) fn issue_token(&self, kind: TokenKind, lifetime_s: u64) -> String {
+        let lifetime_ms = i64::try_from(lifetime_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let expires_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(lifetime_ms);
+        let mac = self.token_mac(kind, expires_ms);
+        format!("{}{expires_ms}.{mac}", kind.prefix())
+    }
+
+    /// Check a token this mock issued: right kind, authentic, unexpired.
+    pub(super) fn check_token(&self, kind: TokenKind, token: &str) -> Result<(), TokenError> {
+        use subtle::ConstantTimeEq as _;
+        let rest = token
+            .strip_prefix(kind.prefix())
+            .ok_or(TokenError::Invalid)?;
+        let (expires, mac) = rest.split_once('.').ok_or(TokenError::Invalid)?;
+        let expires_ms: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
+        let expected = self.token_mac(kind, expires_ms);
+        if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
+            return Err(TokenError::Invalid);
+        }
+        if chrono::Utc::now().timestamp_millis() >= expires_ms {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
     }
 
     pub(super) fn latency_ms(&self) -> u64 {
@@ -387,6 +527,29 @@ struct Config {
     record: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     record_limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cached_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws_access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws_secret_access_key: Option<String>,
+    /// `""` clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws_session_token: Option<String>,
+    /// `""` clears it (any key accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    azure_api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    azure_client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    azure_client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    azure_token_lifetime_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    google_token_lifetime_s: Option<u64>,
+    /// `""` clears it (any key accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gemini_api_key: Option<String>,
 }
 
 fn current_config(state: &Shared) -> Response {
@@ -395,6 +558,21 @@ fn current_config(state: &Shared) -> Response {
         chunk_delay_ms: Some(state.chunk_delay_ms()),
         record: Some(state.record.load(Ordering::Relaxed)),
         record_limit: Some(state.record_limit.load(Ordering::Relaxed)),
+        cached_tokens: Some(state.cached_tokens()),
+        ..Config::default()
+    };
+    let auth = state.auth();
+    let config = Config {
+        aws_access_key_id: Some(auth.aws_access_key_id),
+        aws_secret_access_key: Some(auth.aws_secret_access_key),
+        aws_session_token: Some(auth.aws_session_token.unwrap_or_default()),
+        azure_api_key: Some(auth.azure_api_key.unwrap_or_default()),
+        azure_client_id: Some(auth.azure_client_id),
+        azure_client_secret: Some(auth.azure_client_secret),
+        azure_token_lifetime_s: Some(auth.azure_token_lifetime_s),
+        google_token_lifetime_s: Some(auth.google_token_lifetime_s),
+        gemini_api_key: Some(auth.gemini_api_key.unwrap_or_default()),
+        ..config
     };
     match serde_json::to_vec(&config) {
         Ok(body) => json_bytes(StatusCode::OK, body),
@@ -426,6 +604,50 @@ pub(super) async fn set_config(State(state): AppState, body: Bytes) -> Response 
     }
     if let Some(ms) = change.chunk_delay_ms {
         state.chunk_delay_ms.store(ms, Ordering::Relaxed);
+    }
+    if change
+        .azure_token_lifetime_s
+        .or(change.google_token_lifetime_s)
+        .is_some_and(|s| s > 366 * 86_400)
+    {
+        return control_error(
+            StatusCode::BAD_REQUEST,
+            "token lifetimes must be at most 31622400 s (a year)".into(),
+        );
+    }
+    if let Some(n) = change.cached_tokens {
+        state.cached_tokens.store(n, Ordering::Relaxed);
+    }
+    {
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let mut auth = lock(&state.auth);
+        if let Some(v) = change.aws_access_key_id {
+            auth.aws_access_key_id = v;
+        }
+        if let Some(v) = change.aws_secret_access_key {
+            auth.aws_secret_access_key = v;
+        }
+        if let Some(v) = change.aws_session_token {
+            auth.aws_session_token = non_empty(v);
+        }
+        if let Some(v) = change.azure_api_key {
+            auth.azure_api_key = non_empty(v);
+        }
+        if let Some(v) = change.azure_client_id {
+            auth.azure_client_id = v;
+        }
+        if let Some(v) = change.azure_client_secret {
+            auth.azure_client_secret = v;
+        }
+        if let Some(v) = change.azure_token_lifetime_s {
+            auth.azure_token_lifetime_s = v;
+        }
+        if let Some(v) = change.google_token_lifetime_s {
+            auth.google_token_lifetime_s = v;
+        }
+        if let Some(v) = change.gemini_api_key {
+            auth.gemini_api_key = non_empty(v);
+        }
     }
     if let Some(on) = change.record {
         state.record.store(on, Ordering::Relaxed);

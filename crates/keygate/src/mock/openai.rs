@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{self, ApiError, Ctx, Flavor, Reply};
+use super::auth;
 use super::control::Shared;
 use super::sse::Events;
-use super::text::{self, Pieces, Text};
+use super::text::{self, Answer, Ask, Finish, Pieces, Text};
 
 /// Models listed by `GET /v1/models`; every other name is served as well.
 pub(super) const MODELS: &[&str] = &[
@@ -51,6 +52,9 @@ pub(super) async fn chat(State(state): State<Arc<Shared>>, request: Request) -> 
 
 pub(super) async fn azure_chat(State(state): State<Arc<Shared>>, request: Request) -> Response {
     api::handle(state, Flavor::OpenAi, request, |ctx| {
+        if let Some(reply) = auth::azure_denial(ctx) {
+            return reply;
+        }
         chat_reply(ctx, azure_deployment(ctx.path))
     })
     .await
@@ -68,6 +72,9 @@ pub(super) async fn azure_embeddings(
     request: Request,
 ) -> Response {
     api::handle(state, Flavor::OpenAi, request, |ctx| {
+        if let Some(reply) = auth::azure_denial(ctx) {
+            return reply;
+        }
         embeddings_reply(ctx, azure_deployment(ctx.path))
     })
     .await
@@ -79,14 +86,17 @@ pub(super) async fn responses(State(state): State<Arc<Shared>>, request: Request
 
 pub(super) async fn models(State(state): State<Arc<Shared>>, request: Request) -> Response {
     // The list never changes: encode it once per process.
-    static LIST: std::sync::OnceLock<Reply> = std::sync::OnceLock::new();
+    static LIST: std::sync::OnceLock<Option<axum::body::Bytes>> = std::sync::OnceLock::new();
     api::handle(state, Flavor::OpenAi, request, |_| {
         match LIST.get_or_init(|| {
             let data: Vec<ModelObject<'_>> = MODELS.iter().map(|id| ModelObject::new(id)).collect();
-            api::json(&json!({"object": "list", "data": data}))
+            match api::json(&json!({"object": "list", "data": data})) {
+                Reply::Json(doc) => Some(doc),
+                _ => None,
+            }
         }) {
-            Reply::Json(doc) => Reply::Json(doc.clone()),
-            _ => ApiError::internal("mock could not encode its model list").into(),
+            Some(doc) => Reply::Json(doc.clone()),
+            None => ApiError::internal("mock could not encode its model list").into(),
         }
     })
     .await
@@ -141,6 +151,16 @@ struct ChatRequest<'a> {
     max_tokens: Option<i64>,
     #[serde(default)]
     max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    functions: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    function_call: Option<Value>,
+    #[serde(default)]
+    stop: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -177,12 +197,14 @@ struct ReasoningTokens {
 }
 
 impl Usage {
-    fn new(prompt: u64, completion: u64) -> Self {
+    fn new(prompt: u64, completion: u64, cached: u64) -> Self {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt + completion,
-            prompt_tokens_details: CachedTokens { cached_tokens: 0 },
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: cached,
+            },
             completion_tokens_details: ReasoningTokens {
                 reasoning_tokens: 0,
             },
@@ -212,8 +234,55 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCall<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// The tool an OpenAI request makes the model call: the forced one
+/// (`tool_choice` / legacy `function_call`), else the first offered; none
+/// when none is offered or the choice is `"none"`.
+fn chosen_tool(req: &ChatRequest<'_>) -> Option<String> {
+    let name_of = |t: &Value| {
+        t.get("function")
+            .and_then(|f| f.get("name"))
+            .or_else(|| t.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let first = [&req.tools, &req.functions]
+        .into_iter()
+        .filter_map(|list| list.as_ref()?.as_array())
+        .flatten()
+        .find_map(name_of)?;
+    match req.tool_choice.as_ref().or(req.function_call.as_ref()) {
+        Some(Value::String(s)) if s == "none" => None,
+        Some(choice @ Value::Object(_)) => name_of(choice).or(Some(first)),
+        _ => Some(first),
+    }
+}
+
+fn finish_reason(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::End | Finish::Stop(_) => "stop",
+        Finish::Length => "length",
+        Finish::Tool => "tool_calls",
+    }
 }
 
 /// `max_tokens`-style limit: absent, or at least 1.
@@ -246,6 +315,7 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
         Ok(m) => m,
         Err(e) => return e.into(),
     };
+    let tool = chosen_tool(&req);
     let Some(messages) = req.messages else {
         return ApiError::invalid("Missing required parameter: 'messages'.")
             .param("messages")
@@ -269,18 +339,52 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
     };
 
     let mut prompt = 0;
-    let mut last_user: &str = "";
+    let mut ask = Ask {
+        max: limit,
+        stop: text::stop_list(req.stop.as_ref()),
+        tool,
+        ..Ask::default()
+    };
     for m in &messages {
         let Some(content) = &m.content else { continue };
         prompt += text::words(&content.0);
         if m.role.as_deref() == Some("user") {
-            last_user = &content.0;
+            ask.last_user = &content.0;
+            ask.images = content.1.images;
         }
     }
+    // Trailing tool messages (one per parallel call) are the results.
+    let results: Vec<&str> = messages
+        .iter()
+        .rev()
+        .take_while(|m| matches!(m.role.as_deref(), Some("tool" | "function")))
+        .map(|m| m.content.as_ref().map_or("", |c| c.0.as_ref()))
+        .collect();
+    if !results.is_empty() {
+        let mut in_order = results;
+        in_order.reverse();
+        ask.tool_result = Some(in_order.join(" "));
+    }
     let prompt = prompt.max(1);
-    let full = text::reply(last_user);
-    let (content, completion, cut) = text::generate(&full, limit);
-    let finish = if cut { "length" } else { "stop" };
+    let answer = text::answer(&ask);
+    let completion = answer.tokens();
+    let finish = finish_reason(&answer.finish());
+    let call_id = format!("call_mock_{}", ctx.state.counter());
+    let (content, tool_calls) = match &answer {
+        Answer::Text { text, .. } => (Some(text.as_str()), None),
+        Answer::Tool { name, args, .. } => (
+            None,
+            Some([ToolCall {
+                id: &call_id,
+                kind: "function",
+                function: FunctionCall {
+                    name,
+                    arguments: args,
+                },
+            }]),
+        ),
+    };
+    let cached = ctx.state.cached_tokens();
     let id = ctx.state.id("chatcmpl-");
     let created = text::unix_seconds();
 
@@ -293,10 +397,10 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
             &id,
             created,
             model,
-            content,
+            (content, tool_calls.as_ref().map(|[call]| call)),
             finish,
             include_usage,
-            Usage::new(prompt, completion),
+            Usage::new(prompt, completion, cached),
         ) {
             Ok(events) => Reply::Stream(events),
             Err(e) => e.into(),
@@ -314,11 +418,12 @@ fn chat_reply(ctx: &Ctx<'_>, path_model: Option<&str>) -> Reply {
                 role: "assistant",
                 content,
                 refusal: None,
+                tool_calls,
             },
             logprobs: None,
             finish_reason: finish,
         }],
-        usage: Usage::new(prompt, completion),
+        usage: Usage::new(prompt, completion, cached),
     })
 }
 
@@ -328,11 +433,12 @@ fn chat_stream(
     id: &str,
     created: i64,
     model: &str,
-    content: &str,
+    (content, tool_call): (Option<&str>, Option<&ToolCall<'_>>),
     finish: &str,
     include_usage: bool,
     usage: Usage,
 ) -> Result<Events, serde_json::Error> {
+    let content = content.unwrap_or_default();
     let mut head = Vec::with_capacity(128 + model.len());
     head.extend_from_slice(b"data: {\"id\":");
     serde_json::to_writer(&mut head, id)?;
@@ -351,11 +457,30 @@ fn chat_stream(
     let mut events = Events::sse((head.len() + 80) * (pieces + 4) + content.len());
     let buf = events.buf();
     buf.extend_from_slice(&head);
-    buf.extend_from_slice(
-        b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}",
-    );
-    buf.extend_from_slice(tail);
-    events.end();
+    if let Some(call) = tool_call {
+        let first = json!({"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": ""}}
+        ]}, "logprobs": null, "finish_reason": null});
+        serde_json::to_writer(&mut *buf, &first)?;
+        buf.extend_from_slice(tail);
+        events.end();
+        for fragment in text::halves(call.function.arguments) {
+            let buf = events.buf();
+            buf.extend_from_slice(&head);
+            let delta = json!({"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": fragment}}
+            ]}, "logprobs": null, "finish_reason": null});
+            serde_json::to_writer(&mut *buf, &delta)?;
+            buf.extend_from_slice(tail);
+            events.end();
+        }
+    } else {
+        buf.extend_from_slice(
+            b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}",
+        );
+        buf.extend_from_slice(tail);
+        events.end();
+    }
     for piece in Pieces::new(content) {
         let buf = events.buf();
         buf.extend_from_slice(&head);
@@ -681,7 +806,7 @@ fn responses_reply(ctx: &Ctx<'_>) -> Reply {
     };
     let usage = json!({
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": ctx.state.cached_tokens()},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + completion,

@@ -11,37 +11,40 @@ use tower::ServiceExt;
 
 use super::{router, MockOptions};
 
-fn app() -> Router {
+pub(super) fn app() -> Router {
     router(&MockOptions::default())
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(super) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         String::from_utf8(self.body.to_vec()).unwrap()
     }
 }
 
-fn request(method: Method, path: &str, body: impl Into<Body>) -> Request<Body> {
+pub(super) fn request(method: Method, path: &str, body: impl Into<Body>) -> Request<Body> {
     Request::builder()
         .method(method)
         .uri(path)
         .header("content-type", "application/json")
+        // Gemini AI Studio and Azure routes want a key (any value).
+        .header("x-goog-api-key", "test-key")
+        .header("api-key", "test-key")
         .body(body.into())
         .unwrap()
 }
 
-async fn send(app: &Router, req: Request<Body>) -> Reply {
+pub(super) async fn send(app: &Router, req: Request<Body>) -> Reply {
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -55,16 +58,16 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
     }
 }
 
-async fn post(app: &Router, path: &str, body: Value) -> Reply {
+pub(super) async fn post(app: &Router, path: &str, body: Value) -> Reply {
     send(app, request(Method::POST, path, body.to_string())).await
 }
 
-async fn get(app: &Router, path: &str) -> Reply {
+pub(super) async fn get(app: &Router, path: &str) -> Reply {
     send(app, request(Method::GET, path, Body::empty())).await
 }
 
 /// `data:` payloads of an SSE body, with the `event:` name when present.
-fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+pub(super) fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
     body.split("\n\n")
         .filter(|e| !e.is_empty())
         .map(|e| {
@@ -84,18 +87,18 @@ fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
         .collect()
 }
 
-fn chat_body(stream: bool) -> Value {
+pub(super) fn chat_body(stream: bool) -> Value {
     json!({
         "model": "gpt-4o-mini",
         "stream": stream,
         "messages": [
             {"role": "system", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "hi there"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "hi there"}, {"type": "input_audio", "input_audio": {"data": "x"}}]},
         ],
     })
 }
 
-const EXPECTED: &str = "Hello from mock! You said: hi there";
+pub(super) const EXPECTED: &str = "Hello from mock! You said: hi there";
 
 #[tokio::test]
 async fn chat_completion_json_shape_and_usage() {
@@ -901,8 +904,14 @@ async fn odd_inputs_never_produce_a_server_error() {
         "/v1beta/models/g:streamGenerateContent?alt=sse",
         "/v1beta/models/g:countTokens",
         "/v1beta/models/:generateContent",
-        "/openai/deployments/d/chat/completions",
-        "/openai/deployments/d/embeddings",
+        "/openai/deployments/d/chat/completions?api-version=2024-10-21",
+        "/openai/deployments/d/embeddings?api-version=2024-10-21",
+        "/model/m/converse",
+        "/model/m/converse-stream",
+        "/v1/projects/p/locations/l/publishers/google/models/g:generateContent",
+        "/v1/projects/p/locations/l/publishers/anthropic/models/c:rawPredict",
+        "/token",
+        "/t/oauth2/v2.0/token",
     ];
     for path in paths {
         for body in bodies {

@@ -4,8 +4,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Every reply starts with this.
 const REPLY_PREFIX: &str = "Hello from mock! You said: ";
@@ -14,16 +15,95 @@ const ECHO_CHARS: usize = 200;
 
 /// Message content as the providers send it: a string, or an array of parts
 /// of which those carrying a string `text` are kept (joined by a space);
-/// `null` is empty. Borrowed from the request body when unescaped.
+/// `null` is empty. Borrowed from the request body when unescaped. The
+/// second field counts media parts and collects tool results.
 #[derive(Debug, Default)]
-pub(super) struct Text<'a>(pub Cow<'a, str>);
+pub(super) struct Text<'a>(pub Cow<'a, str>, pub Extra);
 
-/// One content part; only its text matters (images, tool calls and the
-/// like are skipped by serde as unknown fields).
+/// What a content array carries besides text.
+#[derive(Debug, Default)]
+pub(super) struct Extra {
+    /// Image (or other media) parts: OpenAI `image_url`/`input_image`,
+    /// Anthropic `image`, Gemini `inlineData`/`fileData`, Converse `image`.
+    pub images: u32,
+    /// Text of the tool results in the content (Anthropic `tool_result`,
+    /// Gemini `functionResponse`, Converse `toolResult`), joined by a space.
+    pub tool_result: Option<String>,
+}
+
+/// One content part: its text, and whether it is media or a tool result
+/// (anything else is skipped by serde as unknown fields).
 #[derive(Deserialize)]
 struct Part<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, rename = "inlineData", alias = "inline_data")]
+    inline_data: Option<IgnoredAny>,
+    #[serde(default, rename = "fileData", alias = "file_data")]
+    file_data: Option<IgnoredAny>,
+    #[serde(default)]
+    image: Option<IgnoredAny>,
+    /// Anthropic `tool_result` content.
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default, rename = "functionResponse", alias = "function_response")]
+    function_response: Option<Value>,
+    #[serde(default, rename = "toolResult")]
+    tool_result: Option<Value>,
+}
+
+impl Part<'_> {
+    fn is_media(&self) -> bool {
+        matches!(
+            self.kind.as_deref(),
+            Some("image_url" | "image" | "input_image")
+        ) || self.inline_data.is_some()
+            || self.file_data.is_some()
+            || self.image.is_some()
+    }
+
+    /// The tool result this part carries, as text.
+    fn tool_result(&self) -> Option<String> {
+        if self.kind.as_deref() == Some("tool_result") {
+            return Some(self.content.as_ref().map(result_text).unwrap_or_default());
+        }
+        if let Some(fr) = &self.function_response {
+            return Some(fr.get("response").map(result_text).unwrap_or_default());
+        }
+        if let Some(tr) = &self.tool_result {
+            return Some(tr.get("content").map(result_text).unwrap_or_default());
+        }
+        None
+    }
+}
+
+/// A tool result value as text: a string as is; an array's parts' `text`
+/// (or `json`, encoded) joined by a space; an object with one string field
+/// that string; anything else its JSON.
+pub(super) fn result_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => s.clone(),
+                _ => match (item.get("text"), item.get("json")) {
+                    (Some(Value::String(t)), _) => t.clone(),
+                    (_, Some(j)) => j.to_string(),
+                    _ => item.to_string(),
+                },
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Object(map) => match map.values().next() {
+            Some(Value::String(s)) if map.len() == 1 => s.clone(),
+            _ => v.to_string(),
+        },
+        _ => v.to_string(),
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -38,15 +118,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             }
 
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
+                Ok(Text(Cow::Borrowed(v), Extra::default()))
             }
 
             fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
+                Ok(Text(Cow::Owned(v.to_owned()), Extra::default()))
             }
 
             fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
+                Ok(Text(Cow::Owned(v), Extra::default()))
             }
 
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
@@ -59,7 +139,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out: Option<Cow<'a, str>> = None;
+                let mut extra = Extra::default();
                 while let Some(part) = seq.next_element::<Part<'a>>()? {
+                    if part.is_media() {
+                        extra.images = extra.images.saturating_add(1);
+                    }
+                    if let Some(result) = part.tool_result() {
+                        match &mut extra.tool_result {
+                            None => extra.tool_result = Some(result),
+                            Some(joined) => {
+                                joined.push(' ');
+                                joined.push_str(&result);
+                            }
+                        }
+                    }
                     let Some(text) = part.text else { continue };
                     match &mut out {
                         None => out = Some(text),
@@ -70,7 +163,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                         }
                     }
                 }
-                Ok(Text(out.unwrap_or_default()))
+                Ok(Text(out.unwrap_or_default(), extra))
             }
         }
 
@@ -85,14 +178,150 @@ pub(super) fn words(text: &str) -> u64 {
 
 /// The reply to a conversation whose last user message is `last_user`.
 pub(super) fn reply(last_user: &str) -> String {
-    let echo = match last_user.char_indices().nth(ECHO_CHARS) {
-        Some((cut, _)) => &last_user[..cut],
-        None => last_user,
-    };
+    let echo = echo(last_user);
     let mut out = String::with_capacity(REPLY_PREFIX.len() + echo.len());
     out.push_str(REPLY_PREFIX);
     out.push_str(echo);
     out
+}
+
+/// The first `ECHO_CHARS` characters of `s`.
+pub(super) fn echo(s: &str) -> &str {
+    match s.char_indices().nth(ECHO_CHARS) {
+        Some((cut, _)) => &s[..cut],
+        None => s,
+    }
+}
+
+/// What a request asks of the "model", as each wire format gathers it.
+#[derive(Debug, Default)]
+pub(super) struct Ask<'a> {
+    /// Text of the last user message.
+    pub last_user: &'a str,
+    /// Media parts in the last user message.
+    pub images: u32,
+    /// Tool results carried by the last message, if it carries any.
+    pub tool_result: Option<String>,
+    /// The tool to call: the forced one, else the first offered (none when
+    /// the request offers none or forbids calls).
+    pub tool: Option<String>,
+    /// Reply limit in words (tokens).
+    pub max: Option<u64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Finish {
+    End,
+    Length,
+    /// Cut before this stop sequence.
+    Stop(String),
+    /// A tool call.
+    Tool,
+}
+
+/// The "model"'s answer to an [`Ask`].
+#[derive(Debug)]
+pub(super) enum Answer {
+    Text {
+        text: String,
+        tokens: u64,
+        finish: Finish,
+    },
+    /// One call to `name` with `args` (a JSON object, encoded).
+    Tool {
+        name: String,
+        args: String,
+        tokens: u64,
+    },
+}
+
+impl Answer {
+    pub(super) fn finish(&self) -> Finish {
+        match self {
+            Answer::Text { finish, .. } => finish.clone(),
+            Answer::Tool { .. } => Finish::Tool,
+        }
+    }
+
+    pub(super) fn tokens(&self) -> u64 {
+        match self {
+            Answer::Text { tokens, .. } | Answer::Tool { tokens, .. } => *tokens,
+        }
+    }
+}
+
+/// Answer `ask`: a tool result is acknowledged; an offered tool is called
+/// with `{"query": <last user text>}`; otherwise the usual reply (with
+/// ` [images: N]` when the last user message had media), cut before the
+/// first stop sequence and then to `max` words.
+pub(super) fn answer(ask: &Ask<'_>) -> Answer {
+    let mut full = match (&ask.tool_result, &ask.tool) {
+        (Some(result), _) => format!("Tool result: {}", echo(result)),
+        (None, Some(name)) => {
+            let args = serde_json::json!({ "query": echo(ask.last_user) }).to_string();
+            return Answer::Tool {
+                name: name.clone(),
+                tokens: words(&args).max(1),
+                args,
+            };
+        }
+        (None, None) => reply(ask.last_user),
+    };
+    if ask.images > 0 {
+        full.push_str(&format!(" [images: {}]", ask.images));
+    }
+    let mut stopped = None;
+    for s in ask.stop.iter().filter(|s| !s.is_empty()) {
+        if let Some(at) = full.find(s.as_str()) {
+            if stopped.as_ref().is_none_or(|(best, _)| at < *best) {
+                stopped = Some((at, s.clone()));
+            }
+        }
+    }
+    if let Some((at, _)) = &stopped {
+        full.truncate(*at);
+    }
+    let (text, tokens, cut) = generate(&full, ask.max);
+    let finish = match (cut, stopped) {
+        (true, _) => Finish::Length,
+        (false, Some((_, s))) => Finish::Stop(s),
+        (false, None) => Finish::End,
+    };
+    Answer::Text {
+        text: text.to_owned(),
+        tokens,
+        finish,
+    }
+}
+
+/// Stop sequences from a string or an array of strings (others ignored).
+pub(super) fn stop_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `s` in two non-empty pieces (split at a character boundary near the
+/// middle), for streaming tool arguments in fragments.
+pub(super) fn halves(s: &str) -> Vec<&str> {
+    let mut mid = s.len() / 2;
+    while mid > 0 && !s.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    if mid == 0 {
+        return vec![s];
+    }
+    let (a, b) = s.split_at(mid);
+    vec![a, b]
 }
 
 /// The reply as generated under a token limit: the text (cut to `max` words
