@@ -134,12 +134,13 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator
             "--aws-access-key-id", aws["id"],
             "--aws-secret-access-key", aws["secret"],
             "--aws-session-token", aws["token"],
-            "--azure-api-key", azure_key,
-            "--azure-client-id", "e2e-client",
-            "--azure-client-secret", azure_ad_secret,
         ],
         name="mock-providers",
     )
+    mock.http.put(
+        "/_mock/config",
+        json={"azure_api_key": azure_key, "azure_client_id": "e2e-client", "azure_client_secret": azure_ad_secret},
+    ).raise_for_status()
     sa_path, sa_public, sa_email = _service_account(tmp, mock.url)
     config = tmp / "keygate.toml"
     aliases = {
