@@ -16,6 +16,8 @@ pub mod converse;
 pub mod gemini;
 pub mod ir;
 pub mod openai;
+#[cfg(test)]
+mod tests;
 
 use crate::error::ApiError;
 use ir::{StreamEvent, Usage};
