@@ -415,14 +415,17 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
+    // Without tools, "auto" and "none" both mean no calls, and Anthropic
+    // refuses tool_choice without tools.
     let mut choice = match &request.tool_choice {
         None => None,
+        Some(ToolChoice::Auto | ToolChoice::None) if request.tools.is_empty() => None,
         Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
         Some(ToolChoice::Required) => Some(json!({"type": "any"})),
         Some(ToolChoice::None) => Some(json!({"type": "none"})),
         Some(ToolChoice::Named(name)) => Some(json!({"type": "tool", "name": name})),
     };
-    if let Some(parallel) = request.parallel_tool_calls {
+    if let (Some(parallel), false) = (request.parallel_tool_calls, request.tools.is_empty()) {
         let map = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if let Some(map) = map.as_object_mut() {
             map.insert("disable_parallel_tool_use".into(), json!(!parallel));
@@ -614,6 +617,7 @@ pub struct Decoder {
     /// states `input_tokens` without them still means the same cache use.
     cache_read: u64,
     cache_creation: u64,
+    finished: bool,
     done: bool,
 }
 
@@ -709,6 +713,17 @@ impl Decoder {
                                 .ok_or_else(|| bad("tool_use without name"))?
                                 .to_string(),
                         });
+                        // Anthropic streams the input as deltas after an
+                        // empty `{}`; input given up front is not lost.
+                        match block.get("input") {
+                            Some(Value::Object(input)) if !input.is_empty() => {
+                                out.push(StreamEvent::ToolCallDelta {
+                                    index: ir,
+                                    arguments: Value::Object(input.clone()).to_string(),
+                                })
+                            }
+                            _ => {}
+                        }
                     }
                     other => return Err(bad(&format!("unexpected block type {other:?}"))),
                 }
@@ -744,7 +759,8 @@ impl Decoder {
             Some("message_delta") => {
                 let delta = event.get("delta").and_then(Value::as_object);
                 if let Some(delta) = delta {
-                    if delta.contains_key("stop_reason") {
+                    if delta.contains_key("stop_reason") && !self.finished {
+                        self.finished = true;
                         out.push(StreamEvent::Finish {
                             stop_reason: parse_stop_reason(
                                 up_str(delta, "stop_reason"),
@@ -759,6 +775,12 @@ impl Decoder {
                 }
             }
             Some("message_stop") => {
+                if !self.finished {
+                    self.finished = true;
+                    out.push(StreamEvent::Finish {
+                        stop_reason: StopReason::EndTurn,
+                    });
+                }
                 out.push(StreamEvent::Done);
                 self.done = true;
             }

@@ -627,7 +627,13 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(choice) = &request.tool_choice {
+    // OpenAI refuses tool_choice and parallel_tool_calls without tools;
+    // without tools, "auto" and "none" both mean no calls anyway.
+    let choice = match &request.tool_choice {
+        Some(ToolChoice::Auto | ToolChoice::None) if request.tools.is_empty() => None,
+        other => other.as_ref(),
+    };
+    if let Some(choice) = choice {
         let c = match choice {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
@@ -636,7 +642,7 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
         };
         body.insert("tool_choice".into(), c);
     }
-    if let Some(p) = request.parallel_tool_calls {
+    if let (Some(p), false) = (request.parallel_tool_calls, request.tools.is_empty()) {
         body.insert("parallel_tool_calls".into(), json!(p));
     }
     if let Some(u) = &request.user {
@@ -762,14 +768,13 @@ fn render_assistant(parts: &[Part]) -> Result<Value, TranslateError> {
     }
     let mut m = Map::new();
     m.insert("role".into(), json!("assistant"));
-    m.insert(
-        "content".into(),
-        if texts.is_empty() {
-            Value::Null
-        } else {
-            text_content(texts)
-        },
-    );
+    // OpenAI requires content on an assistant message without tool calls.
+    let content = match (texts.is_empty(), calls.is_empty()) {
+        (false, _) => text_content(texts),
+        (true, true) => json!(""),
+        (true, false) => Value::Null,
+    };
+    m.insert("content".into(), content);
     if !calls.is_empty() {
         m.insert("tool_calls".into(), Value::Array(calls));
     }
@@ -985,6 +990,13 @@ impl Decoder {
                 "the stream reported an error".into(),
             ));
         }
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        let usage = chunk.get("usage").and_then(Value::as_object);
+        if !self.started && choices.is_none_or(|c| c.is_empty()) && usage.is_none() {
+            // Azure opens with a choice-less, id-less chunk of content
+            // filter results; the answer starts with the next one.
+            return Ok(());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -992,15 +1004,11 @@ impl Decoder {
                 model: up_str(&chunk, "model").unwrap_or("").to_string(),
             });
         }
-        let choice = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-            .and_then(Value::as_object);
+        let choice = choices.and_then(|c| c.first()).and_then(Value::as_object);
         if let Some(choice) = choice {
             self.choice(choice, out)?;
         }
-        if let Some(usage) = chunk.get("usage").and_then(Value::as_object) {
+        if let Some(usage) = usage {
             out.push(StreamEvent::Usage(parse_usage(usage)));
         }
         Ok(())
