@@ -15,8 +15,9 @@ use super::ir::{
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
 use super::openai::{
-    arr, boolean, invalid, join, number, obj, only_keys, optional, parse_body, parse_upstream,
-    required, sse_event, string, unsigned, unsupported, untranslatable, up_str, up_u64,
+    arr, boolean, carries_nothing, invalid, join, number, obj, only_keys, optional, parse_body,
+    parse_upstream, required, sse_event, string, unsigned, unsupported, untranslatable, up_str,
+    up_u64,
 };
 use super::{Format, StreamDecoder, StreamEncoder, TranslateError};
 use crate::proxy::sse;
@@ -74,6 +75,7 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             }
             // Disabled thinking is the default in every format.
             "thinking" if is_disabled_thinking(value) => {}
+            _ if carries_nothing(value) => {}
             _ => return Err(untranslatable(k)),
         }
     }
@@ -611,6 +613,9 @@ pub struct Decoder {
     /// in the IR. Text blocks begin at their first delta, so an empty text
     /// block never shows.
     blocks: BTreeMap<u64, usize>,
+    /// IR blocks begun and not yet stopped, closed before Finish when the
+    /// upstream left out a content_block_stop.
+    open: std::collections::BTreeSet<usize>,
     /// Anthropic block index → whether it is a text block (vs a tool call).
     kinds: BTreeMap<u64, bool>,
     /// Cache reads and writes last reported: a later usage report that
@@ -646,6 +651,12 @@ impl Decoder {
         }
     }
 
+    fn close_all(&mut self, out: &mut Vec<StreamEvent>) {
+        for index in std::mem::take(&mut self.open) {
+            out.push(StreamEvent::BlockStop { index });
+        }
+    }
+
     fn text(&mut self, anthropic: u64, text: &str, out: &mut Vec<StreamEvent>) {
         if text.is_empty() {
             return;
@@ -656,6 +667,7 @@ impl Decoder {
                 let index = self.next_block;
                 self.next_block += 1;
                 self.blocks.insert(anthropic, index);
+                self.open.insert(index);
                 index
             }
         };
@@ -706,6 +718,7 @@ impl Decoder {
                         let ir = self.next_block;
                         self.next_block += 1;
                         self.blocks.insert(index, ir);
+                        self.open.insert(ir);
                         out.push(StreamEvent::ToolCallStart {
                             index: ir,
                             id: up_str(block, "id").unwrap_or("").to_string(),
@@ -753,7 +766,9 @@ impl Decoder {
             Some("content_block_stop") => {
                 let index = index.ok_or_else(|| bad("stop without index"))?;
                 if let Some(&ir) = self.blocks.get(&index) {
-                    out.push(StreamEvent::BlockStop { index: ir });
+                    if self.open.remove(&ir) {
+                        out.push(StreamEvent::BlockStop { index: ir });
+                    }
                 }
             }
             Some("message_delta") => {
@@ -761,6 +776,7 @@ impl Decoder {
                 if let Some(delta) = delta {
                     if delta.contains_key("stop_reason") && !self.finished {
                         self.finished = true;
+                        self.close_all(out);
                         out.push(StreamEvent::Finish {
                             stop_reason: parse_stop_reason(
                                 up_str(delta, "stop_reason"),
@@ -777,6 +793,7 @@ impl Decoder {
             Some("message_stop") => {
                 if !self.finished {
                     self.finished = true;
+                    self.close_all(out);
                     out.push(StreamEvent::Finish {
                         stop_reason: StopReason::EndTurn,
                     });

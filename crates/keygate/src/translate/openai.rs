@@ -122,14 +122,25 @@ pub(super) fn optional<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a
     map.get(key).filter(|v| !v.is_null())
 }
 
-/// Refuse any member outside `allowed` (null members carry nothing).
+/// Whether a member asks for nothing: `null`, `[]` or `{}` (clients echo
+/// such defaults back, e.g. `annotations: []` on assistant turns).
+pub(super) fn carries_nothing(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuse any member outside `allowed` unless it carries nothing.
 pub(super) fn only_keys(
     map: &Map<String, Value>,
     allowed: &[&str],
     path: &str,
 ) -> Result<(), TranslateError> {
     for (key, value) in map {
-        if !value.is_null() && !allowed.contains(&key.as_str()) {
+        if !carries_nothing(value) && !allowed.contains(&key.as_str()) {
             return Err(untranslatable(&join(path, key)));
         }
     }
@@ -223,6 +234,7 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             "logprobs" if !boolean(value, k)? => {}
             "store" if !boolean(value, k)? => {}
             "logit_bias" if obj(value, k)?.is_empty() => {}
+            _ if carries_nothing(value) => {}
             _ => return Err(untranslatable(k)),
         }
     }
@@ -386,12 +398,19 @@ fn parse_messages(req: &mut ChatRequest, messages: &[Value]) -> Result<(), Trans
                 });
             }
             "assistant" => {
-                only_keys(m, &["role", "content", "tool_calls"], &path)?;
+                only_keys(m, &["role", "content", "tool_calls", "refusal"], &path)?;
                 let mut parts: Vec<Part> = text_only(content, &cpath)?
                     .into_iter()
                     .filter(|t| !t.is_empty())
                     .map(Part::Text)
                     .collect();
+                // A refusal is what the model said; it goes back as text.
+                if let Some(refusal) = optional(m, "refusal") {
+                    let refusal = string(refusal, &join(&path, "refusal"))?;
+                    if !refusal.is_empty() {
+                        parts.push(Part::Text(refusal.to_string()));
+                    }
+                }
                 if let Some(calls) = optional(m, "tool_calls") {
                     let tpath = join(&path, "tool_calls");
                     for (j, call) in arr(calls, &tpath)?.iter().enumerate() {

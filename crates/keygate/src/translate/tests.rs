@@ -345,7 +345,10 @@ fn openai_fields_the_ir_cannot_carry_are_refused_by_name() {
         (json!({"audio": {"voice": "alloy"}}), "audio"),
         (json!({"modalities": ["text", "audio"]}), "modalities"),
         (json!({"prediction": {"type": "content"}}), "prediction"),
-        (json!({"web_search_options": {}}), "web_search_options"),
+        (
+            json!({"web_search_options": {"search_context_size": "low"}}),
+            "web_search_options",
+        ),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": "auto"}), "function_call"),
         (json!({"no_such_field": 1}), "no_such_field"),
@@ -377,7 +380,10 @@ fn anthropic_fields_the_ir_cannot_carry_are_refused_by_name() {
             "thinking",
         ),
         (json!({"container": "c"}), "container"),
-        (json!({"mcp_servers": []}), "mcp_servers"),
+        (
+            json!({"mcp_servers": [{"type": "url", "url": "https://mcp"}]}),
+            "mcp_servers",
+        ),
         (json!({"service_tier": "auto"}), "service_tier"),
         (
             json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
@@ -1060,5 +1066,44 @@ fn anthropic_stream_usage_keeps_cache_totals() {
             cached_input_tokens: 100,
             cache_creation_input_tokens: 0
         }
+    );
+}
+
+#[test]
+fn anthropic_blocks_left_open_are_stopped_before_finish() {
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\"}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"hi\"}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let events = decode(Format::Anthropic, stream.as_bytes());
+    assert_eq!(
+        &events[1..],
+        &[
+            StreamEvent::TextDelta {
+                index: 0,
+                text: "hi".into()
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::Finish {
+                stop_reason: StopReason::EndTurn
+            },
+            StreamEvent::Done,
+        ]
+    );
+}
+
+#[test]
+fn echoed_empty_defaults_and_refusals_are_accepted() {
+    let body = json!({"model": "m", "metadata": {}, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "refusal": "I can't.", "annotations": [], "audio": null},
+        {"role": "user", "content": "ok"}
+    ]});
+    let ir = openai::parse_request(&bytes(body)).unwrap();
+    assert_eq!(
+        ir.messages[1].content,
+        vec![ir::Part::Text("I can't.".into())]
     );
 }
