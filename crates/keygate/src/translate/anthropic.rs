@@ -15,8 +15,9 @@ use super::ir::{
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
 use super::openai::{
-    arr, boolean, invalid, join, number, obj, only_keys, optional, parse_body, parse_upstream,
-    required, sse_event, string, unsigned, unsupported, untranslatable, up_str, up_u64,
+    arr, boolean, carries_nothing, invalid, join, number, obj, only_keys, optional, parse_body,
+    parse_upstream, required, sse_event, string, unsigned, unsupported, untranslatable, up_str,
+    up_u64,
 };
 use super::{Format, StreamDecoder, StreamEncoder, TranslateError};
 use crate::proxy::sse;
@@ -74,6 +75,7 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             }
             // Disabled thinking is the default in every format.
             "thinking" if is_disabled_thinking(value) => {}
+            _ if carries_nothing(value) => {}
             _ => return Err(untranslatable(k)),
         }
     }
@@ -415,14 +417,17 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
+    // Without tools, "auto" and "none" both mean no calls, and Anthropic
+    // refuses tool_choice without tools.
     let mut choice = match &request.tool_choice {
         None => None,
+        Some(ToolChoice::Auto | ToolChoice::None) if request.tools.is_empty() => None,
         Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
         Some(ToolChoice::Required) => Some(json!({"type": "any"})),
         Some(ToolChoice::None) => Some(json!({"type": "none"})),
         Some(ToolChoice::Named(name)) => Some(json!({"type": "tool", "name": name})),
     };
-    if let Some(parallel) = request.parallel_tool_calls {
+    if let (Some(parallel), false) = (request.parallel_tool_calls, request.tools.is_empty()) {
         let map = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if let Some(map) = map.as_object_mut() {
             map.insert("disable_parallel_tool_use".into(), json!(!parallel));
@@ -608,12 +613,16 @@ pub struct Decoder {
     /// in the IR. Text blocks begin at their first delta, so an empty text
     /// block never shows.
     blocks: BTreeMap<u64, usize>,
+    /// IR blocks begun and not yet stopped, closed before Finish when the
+    /// upstream left out a content_block_stop.
+    open: std::collections::BTreeSet<usize>,
     /// Anthropic block index → whether it is a text block (vs a tool call).
     kinds: BTreeMap<u64, bool>,
     /// Cache reads and writes last reported: a later usage report that
     /// states `input_tokens` without them still means the same cache use.
     cache_read: u64,
     cache_creation: u64,
+    finished: bool,
     done: bool,
 }
 
@@ -642,6 +651,12 @@ impl Decoder {
         }
     }
 
+    fn close_all(&mut self, out: &mut Vec<StreamEvent>) {
+        for index in std::mem::take(&mut self.open) {
+            out.push(StreamEvent::BlockStop { index });
+        }
+    }
+
     fn text(&mut self, anthropic: u64, text: &str, out: &mut Vec<StreamEvent>) {
         if text.is_empty() {
             return;
@@ -652,6 +667,7 @@ impl Decoder {
                 let index = self.next_block;
                 self.next_block += 1;
                 self.blocks.insert(anthropic, index);
+                self.open.insert(index);
                 index
             }
         };
@@ -702,6 +718,7 @@ impl Decoder {
                         let ir = self.next_block;
                         self.next_block += 1;
                         self.blocks.insert(index, ir);
+                        self.open.insert(ir);
                         out.push(StreamEvent::ToolCallStart {
                             index: ir,
                             id: up_str(block, "id").unwrap_or("").to_string(),
@@ -709,6 +726,17 @@ impl Decoder {
                                 .ok_or_else(|| bad("tool_use without name"))?
                                 .to_string(),
                         });
+                        // Anthropic streams the input as deltas after an
+                        // empty `{}`; input given up front is not lost.
+                        match block.get("input") {
+                            Some(Value::Object(input)) if !input.is_empty() => {
+                                out.push(StreamEvent::ToolCallDelta {
+                                    index: ir,
+                                    arguments: Value::Object(input.clone()).to_string(),
+                                })
+                            }
+                            _ => {}
+                        }
                     }
                     other => return Err(bad(&format!("unexpected block type {other:?}"))),
                 }
@@ -738,13 +766,17 @@ impl Decoder {
             Some("content_block_stop") => {
                 let index = index.ok_or_else(|| bad("stop without index"))?;
                 if let Some(&ir) = self.blocks.get(&index) {
-                    out.push(StreamEvent::BlockStop { index: ir });
+                    if self.open.remove(&ir) {
+                        out.push(StreamEvent::BlockStop { index: ir });
+                    }
                 }
             }
             Some("message_delta") => {
                 let delta = event.get("delta").and_then(Value::as_object);
                 if let Some(delta) = delta {
-                    if delta.contains_key("stop_reason") {
+                    if delta.contains_key("stop_reason") && !self.finished {
+                        self.finished = true;
+                        self.close_all(out);
                         out.push(StreamEvent::Finish {
                             stop_reason: parse_stop_reason(
                                 up_str(delta, "stop_reason"),
@@ -759,6 +791,13 @@ impl Decoder {
                 }
             }
             Some("message_stop") => {
+                if !self.finished {
+                    self.finished = true;
+                    self.close_all(out);
+                    out.push(StreamEvent::Finish {
+                        stop_reason: StopReason::EndTurn,
+                    });
+                }
                 out.push(StreamEvent::Done);
                 self.done = true;
             }

@@ -122,14 +122,25 @@ pub(super) fn optional<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a
     map.get(key).filter(|v| !v.is_null())
 }
 
-/// Refuse any member outside `allowed` (null members carry nothing).
+/// Whether a member asks for nothing: `null`, `[]` or `{}` (clients echo
+/// such defaults back, e.g. `annotations: []` on assistant turns).
+pub(super) fn carries_nothing(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuse any member outside `allowed` unless it carries nothing.
 pub(super) fn only_keys(
     map: &Map<String, Value>,
     allowed: &[&str],
     path: &str,
 ) -> Result<(), TranslateError> {
     for (key, value) in map {
-        if !value.is_null() && !allowed.contains(&key.as_str()) {
+        if !carries_nothing(value) && !allowed.contains(&key.as_str()) {
             return Err(untranslatable(&join(path, key)));
         }
     }
@@ -223,6 +234,7 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             "logprobs" if !boolean(value, k)? => {}
             "store" if !boolean(value, k)? => {}
             "logit_bias" if obj(value, k)?.is_empty() => {}
+            _ if carries_nothing(value) => {}
             _ => return Err(untranslatable(k)),
         }
     }
@@ -386,12 +398,19 @@ fn parse_messages(req: &mut ChatRequest, messages: &[Value]) -> Result<(), Trans
                 });
             }
             "assistant" => {
-                only_keys(m, &["role", "content", "tool_calls"], &path)?;
+                only_keys(m, &["role", "content", "tool_calls", "refusal"], &path)?;
                 let mut parts: Vec<Part> = text_only(content, &cpath)?
                     .into_iter()
                     .filter(|t| !t.is_empty())
                     .map(Part::Text)
                     .collect();
+                // A refusal is what the model said; it goes back as text.
+                if let Some(refusal) = optional(m, "refusal") {
+                    let refusal = string(refusal, &join(&path, "refusal"))?;
+                    if !refusal.is_empty() {
+                        parts.push(Part::Text(refusal.to_string()));
+                    }
+                }
                 if let Some(calls) = optional(m, "tool_calls") {
                     let tpath = join(&path, "tool_calls");
                     for (j, call) in arr(calls, &tpath)?.iter().enumerate() {
@@ -627,7 +646,13 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(choice) = &request.tool_choice {
+    // OpenAI refuses tool_choice and parallel_tool_calls without tools;
+    // without tools, "auto" and "none" both mean no calls anyway.
+    let choice = match &request.tool_choice {
+        Some(ToolChoice::Auto | ToolChoice::None) if request.tools.is_empty() => None,
+        other => other.as_ref(),
+    };
+    if let Some(choice) = choice {
         let c = match choice {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
@@ -636,7 +661,7 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
         };
         body.insert("tool_choice".into(), c);
     }
-    if let Some(p) = request.parallel_tool_calls {
+    if let (Some(p), false) = (request.parallel_tool_calls, request.tools.is_empty()) {
         body.insert("parallel_tool_calls".into(), json!(p));
     }
     if let Some(u) = &request.user {
@@ -762,14 +787,13 @@ fn render_assistant(parts: &[Part]) -> Result<Value, TranslateError> {
     }
     let mut m = Map::new();
     m.insert("role".into(), json!("assistant"));
-    m.insert(
-        "content".into(),
-        if texts.is_empty() {
-            Value::Null
-        } else {
-            text_content(texts)
-        },
-    );
+    // OpenAI requires content on an assistant message without tool calls.
+    let content = match (texts.is_empty(), calls.is_empty()) {
+        (false, _) => text_content(texts),
+        (true, true) => json!(""),
+        (true, false) => Value::Null,
+    };
+    m.insert("content".into(), content);
     if !calls.is_empty() {
         m.insert("tool_calls".into(), Value::Array(calls));
     }
@@ -985,6 +1009,13 @@ impl Decoder {
                 "the stream reported an error".into(),
             ));
         }
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        let usage = chunk.get("usage").and_then(Value::as_object);
+        if !self.started && choices.is_none_or(|c| c.is_empty()) && usage.is_none() {
+            // Azure opens with a choice-less, id-less chunk of content
+            // filter results; the answer starts with the next one.
+            return Ok(());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -992,15 +1023,11 @@ impl Decoder {
                 model: up_str(&chunk, "model").unwrap_or("").to_string(),
             });
         }
-        let choice = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-            .and_then(Value::as_object);
+        let choice = choices.and_then(|c| c.first()).and_then(Value::as_object);
         if let Some(choice) = choice {
             self.choice(choice, out)?;
         }
-        if let Some(usage) = chunk.get("usage").and_then(Value::as_object) {
+        if let Some(usage) = usage {
             out.push(StreamEvent::Usage(parse_usage(usage)));
         }
         Ok(())

@@ -118,6 +118,7 @@ fn openai_requests() -> Vec<(&'static str, Value)> {
                 "model": "gpt-4o",
                 "messages": [{"role": "user", "content": "Plain"}],
                 "tool_choice": "none",
+                "tools": [{"type": "function", "function": {"name": "unused"}}],
                 "response_format": {"type": "text"}
             }),
         ),
@@ -344,7 +345,10 @@ fn openai_fields_the_ir_cannot_carry_are_refused_by_name() {
         (json!({"audio": {"voice": "alloy"}}), "audio"),
         (json!({"modalities": ["text", "audio"]}), "modalities"),
         (json!({"prediction": {"type": "content"}}), "prediction"),
-        (json!({"web_search_options": {}}), "web_search_options"),
+        (
+            json!({"web_search_options": {"search_context_size": "low"}}),
+            "web_search_options",
+        ),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": "auto"}), "function_call"),
         (json!({"no_such_field": 1}), "no_such_field"),
@@ -376,7 +380,10 @@ fn anthropic_fields_the_ir_cannot_carry_are_refused_by_name() {
             "thinking",
         ),
         (json!({"container": "c"}), "container"),
-        (json!({"mcp_servers": []}), "mcp_servers"),
+        (
+            json!({"mcp_servers": [{"type": "url", "url": "https://mcp"}]}),
+            "mcp_servers",
+        ),
         (json!({"service_tier": "auto"}), "service_tier"),
         (
             json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
@@ -925,4 +932,178 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn tool_choice_without_tools_is_left_out_where_upstreams_refuse_it() {
+    for choice in ["auto", "none"] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tool_choice": choice, "parallel_tool_calls": true});
+        let out = json_of(
+            &request(
+                Format::OpenAiChat,
+                Format::Anthropic,
+                &bytes(body),
+                target("c"),
+            )
+            .unwrap(),
+        );
+        assert!(out.get("tool_choice").is_none(), "{out}");
+    }
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": true}});
+    let out = json_of(
+        &request(
+            Format::Anthropic,
+            Format::OpenAiChat,
+            &bytes(body),
+            target("g"),
+        )
+        .unwrap(),
+    );
+    assert!(out.get("tool_choice").is_none(), "{out}");
+    assert!(out.get("parallel_tool_calls").is_none(), "{out}");
+}
+
+fn decode(format: Format, stream: &[u8]) -> Vec<StreamEvent> {
+    let mut d = decoder(format);
+    let mut events = Vec::new();
+    d.push(stream, &mut events).unwrap();
+    d.finish(&mut events).unwrap();
+    events
+}
+
+#[test]
+fn azure_prelude_chunk_does_not_start_the_answer() {
+    let stream = concat!(
+        "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let events = decode(Format::OpenAiChat, stream.as_bytes());
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::Start {
+                id: "c1".into(),
+                model: "gpt-4o".into()
+            },
+            StreamEvent::TextDelta {
+                index: 0,
+                text: "x".into()
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::Finish {
+                stop_reason: StopReason::EndTurn
+            },
+            StreamEvent::Done,
+        ]
+    );
+}
+
+#[test]
+fn interleaved_openai_tool_deltas_are_refused() {
+    let stream = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"}\"}}]}}]}\n\n",
+    );
+    let mut d = decoder(Format::OpenAiChat);
+    let mut events = Vec::new();
+    assert!(matches!(
+        d.push(stream.as_bytes(), &mut events),
+        Err(TranslateError::Upstream(_))
+    ));
+}
+
+#[test]
+fn anthropic_stream_without_message_delta_still_finishes() {
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{\"a\":1}}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: some_future_event\ndata: {\"type\":\"some_future_event\"}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let events = decode(Format::Anthropic, stream.as_bytes());
+    assert_eq!(
+        &events[2..],
+        &[
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "t".into(),
+                name: "f".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"a\":1}".into()
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::Finish {
+                stop_reason: StopReason::EndTurn
+            },
+            StreamEvent::Done,
+        ]
+    );
+}
+
+/// A later Anthropic usage report that omits the cache fields does not
+/// shrink the input total reported at message_start.
+#[test]
+fn anthropic_stream_usage_keeps_cache_totals() {
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":3,\"output_tokens\":7}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let (_, usage) =
+        translate_chunks(Format::Anthropic, Format::OpenAiChat, &[stream.as_bytes()]).unwrap();
+    assert_eq!(
+        usage,
+        Usage {
+            input_tokens: 103,
+            output_tokens: 7,
+            cached_input_tokens: 100,
+            cache_creation_input_tokens: 0
+        }
+    );
+}
+
+#[test]
+fn anthropic_blocks_left_open_are_stopped_before_finish() {
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\"}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"hi\"}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let events = decode(Format::Anthropic, stream.as_bytes());
+    assert_eq!(
+        &events[1..],
+        &[
+            StreamEvent::TextDelta {
+                index: 0,
+                text: "hi".into()
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::Finish {
+                stop_reason: StopReason::EndTurn
+            },
+            StreamEvent::Done,
+        ]
+    );
+}
+
+#[test]
+fn echoed_empty_defaults_and_refusals_are_accepted() {
+    let body = json!({"model": "m", "metadata": {}, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "refusal": "I can't.", "annotations": [], "audio": null},
+        {"role": "user", "content": "ok"}
+    ]});
+    let ir = openai::parse_request(&bytes(body)).unwrap();
+    assert_eq!(
+        ir.messages[1].content,
+        vec![ir::Part::Text("I can't.".into())]
+    );
 }
