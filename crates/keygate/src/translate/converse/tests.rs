@@ -1,0 +1,1 @@
+//! Converse codec tests.
