@@ -54,17 +54,17 @@ impl Lines {
         Ok(())
     }
 
-    /// The stream closed: a last event not ended by a blank line still
-    /// counts (the upstream's final newline may be all that was lost).
+    /// The stream closed. An event not ended by a blank line is dropped,
+    /// as the SSE spec says: it may be cut anywhere, and Google ends every
+    /// event properly, so a stream cut mid-event is reported incomplete.
+    /// A CR held back as possibly half a CRLF did end its line.
     pub(super) fn finish(&mut self, out: &mut Vec<String>) -> Result<(), TranslateError> {
-        let mut rest = std::mem::take(&mut self.pending);
-        if rest.last() == Some(&b'\r') {
-            rest.pop();
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(line) = pending.strip_suffix(b"\r") {
+            self.line(line, out)?;
         }
-        if !rest.is_empty() {
-            self.line(&rest, out)?;
-        }
-        self.line(b"", out)
+        self.data = None;
+        Ok(())
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<String>) -> Result<(), TranslateError> {
