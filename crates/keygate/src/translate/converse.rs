@@ -848,10 +848,7 @@ impl StreamDecoder for Decoder {
     fn push(&mut self, bytes: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        loop {
-            let Some(prelude) = self.buf.get(start..start + PRELUDE) else {
-                break;
-            };
+        while let Some(prelude) = self.buf.get(start..start + PRELUDE) {
             let word = |at: usize| {
                 prelude
                     .get(at..at + 4)

@@ -1157,8 +1157,8 @@ impl StreamDecoder for Decoder {
 pub struct Encoder {
     model: String,
     id: String,
-    /// The tool call being collected: (index, id, name, argument text).
-    call: Option<(usize, String, String, String)>,
+    /// Tool calls being collected: (block, id, name, argument text).
+    calls: Vec<(usize, String, String, String)>,
     stop: Option<StopReason>,
     usage: Usage,
 }
@@ -1169,7 +1169,7 @@ impl Encoder {
         Encoder {
             model: model.to_string(),
             id: String::new(),
-            call: None,
+            calls: Vec::new(),
             stop: None,
             usage: Usage::default(),
         }
@@ -1205,31 +1205,35 @@ impl StreamEncoder for Encoder {
                 self.chunk(json!([{ "text": text }]), None, out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
-                self.call = Some((*index, id.clone(), name.clone(), String::new()));
+                self.calls
+                    .push((*index, id.clone(), name.clone(), String::new()));
             }
-            StreamEvent::ToolCallDelta { index, arguments } => match &mut self.call {
-                Some((i, _, _, args)) if i == index => args.push_str(arguments),
-                _ => {
-                    return Err(upstream(
-                        "tool call arguments for a call that was not started",
-                    ))
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                match self.calls.iter_mut().find(|c| c.0 == *index) {
+                    Some((_, _, _, args)) => args.push_str(arguments),
+                    None => {
+                        return Err(upstream(
+                            "tool call arguments for a call that was not started",
+                        ))
+                    }
                 }
-            },
+            }
             StreamEvent::BlockStop { index } => {
                 // Gemini sends a call whole, so it goes out once complete.
-                if matches!(&self.call, Some((i, ..)) if i == index) {
-                    if let Some((_, id, name, args)) = self.call.take() {
-                        let args: Value = if args.trim().is_empty() {
-                            json!({})
-                        } else {
-                            serde_json::from_str(&args)
-                                .map_err(|e| upstream(format!("tool call arguments: {e}")))?
-                        };
-                        let part = json!([{
-                            "functionCall": { "id": id, "name": name, "args": args_object(&args)? }
-                        }]);
-                        self.chunk(part, None, out);
+                if let Some(position) = self.calls.iter().position(|c| c.0 == *index) {
+                    let (_, id, name, args) = self.calls.remove(position);
+                    let args: Value = if args.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&args)
+                            .map_err(|e| upstream(format!("tool call arguments: {e}")))?
+                    };
+                    if !args.is_object() {
+                        return Err(upstream("tool call arguments are not a JSON object"));
                     }
+                    let part =
+                        json!([{ "functionCall": { "id": id, "name": name, "args": args } }]);
+                    self.chunk(part, None, out);
                 }
             }
             StreamEvent::Finish { stop_reason } => self.stop = Some(stop_reason.clone()),

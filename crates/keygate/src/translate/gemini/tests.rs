@@ -569,6 +569,83 @@ fn ir_to_stream() {
 }
 
 #[test]
+fn encoder_collects_overlapping_tool_calls() {
+    let mut encoder = Encoder::new("m");
+    let mut out = Vec::new();
+    let events = [
+        StreamEvent::Start {
+            id: "chatcmpl-1".into(),
+            model: "gpt".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_a".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 1,
+            id: "call_b".into(),
+            name: "g".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"x\":".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 1,
+            arguments: "".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "1}".into(),
+        },
+        StreamEvent::BlockStop { index: 1 },
+        StreamEvent::BlockStop { index: 0 },
+        StreamEvent::Finish {
+            stop_reason: StopReason::ToolUse,
+        },
+        StreamEvent::Usage(Usage {
+            input_tokens: 5,
+            output_tokens: 7,
+            ..Usage::default()
+        }),
+        StreamEvent::Done,
+    ];
+    for event in &events {
+        encoder.encode(event, &mut out).unwrap();
+    }
+    let text = String::from_utf8(out.clone()).unwrap();
+    let g = text.find(r#""id":"call_b","name":"g""#).unwrap();
+    let f = text.find(r#""args":{"x":1},"id":"call_a""#).unwrap();
+    assert!(g < f, "{text}");
+    assert!(text.ends_with("\r\n\r\n"));
+    let decoded = decode(&[&out]).unwrap();
+    assert!(decoded.contains(&StreamEvent::Usage(Usage {
+        input_tokens: 5,
+        output_tokens: 7,
+        ..Usage::default()
+    })));
+    assert!(decoded.contains(&StreamEvent::Finish {
+        stop_reason: StopReason::ToolUse
+    }));
+    // Arguments that are not a JSON object cannot become a functionCall.
+    let mut encoder = Encoder::new("m");
+    encoder.encode(&events[1], &mut Vec::new()).unwrap();
+    encoder
+        .encode(
+            &StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "[1".into(),
+            },
+            &mut Vec::new(),
+        )
+        .unwrap();
+    assert!(encoder
+        .encode(&StreamEvent::BlockStop { index: 0 }, &mut Vec::new())
+        .is_err());
+}
+
+#[test]
 fn stream_without_finish_reason_is_incomplete() {
     let bytes = fixture("gemini_text_cached");
     let cut = bytes.len() / 2;
