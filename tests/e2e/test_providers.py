@@ -509,11 +509,27 @@ def test_stop_sequences_and_max_tokens_translate(matrix: Matrix) -> None:
         cut = ant.messages.create(model="m-openai", max_tokens=3, messages=[{"role": "user", "content": text}])
         assert cut.stop_reason == "max_tokens"
         assert len(cut.content[0].text.split()) == 3
+        # Bedrock names the stop sequence that matched (Gemini and OpenAI
+        # report a plain stop), and the Anthropic client sees it as such.
         stopped = ant.messages.create(
-            model="m-gemini", max_tokens=100, stop_sequences=["gamma"], messages=[{"role": "user", "content": text}]
+            model="m-bedrock", max_tokens=100, stop_sequences=["gamma"], messages=[{"role": "user", "content": text}]
         )
         assert stopped.stop_reason == "stop_sequence"
         assert "gamma" not in stopped.content[0].text
+        rec = _last_request(matrix, text)
+        assert json.loads(rec["body"])["inferenceConfig"]["stopSequences"] == ["gamma"]
+    finally:
+        ant.close()
+    oai = matrix.gateway.openai(matrix.key)
+    try:
+        text = f"one two three four {marker()}"
+        r = oai.chat.completions.create(
+            model="m-gemini", max_tokens=2, stop=["three"], messages=[{"role": "user", "content": text}]
+        )
+        assert r.choices[0].finish_reason == "length"
+        rec = _last_request(matrix, text)
+        config = json.loads(rec["body"])["generationConfig"]
+        assert config["maxOutputTokens"] == 2 and config["stopSequences"] == ["three"]
     finally:
         ant.close()
 
@@ -570,7 +586,8 @@ def test_vertex_assertion_verified_by_pyjwt(matrix: Matrix) -> None:
         matrix.sa_public_pem,
         algorithms=["RS256"],
         audience=matrix.token_uri,
-        options={"require": ["iss", "aud", "exp", "iat"]},
+        # gcp_auth sends `"sub": null` (no impersonation); Google accepts it.
+        options={"require": ["iss", "aud", "exp", "iat"], "verify_sub": False},
     )
     assert claims["iss"] == matrix.sa_email
     assert "https://www.googleapis.com/auth/cloud-platform" in claims["scope"].split()
