@@ -139,7 +139,8 @@ def test_default_body_limit_accepts_a_5_mib_image(gateway, key, mock) -> None:
                 {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
             ]}],
         )
-    assert completion.choices[0].message.content == mock_reply(text)
+    # The mock counts the images it received.
+    assert completion.choices[0].message.content == mock_reply(text) + " [images: 1]"
     (rec,) = mock.requests_containing(text)
     assert rec["body_truncated"] is True  # the whole body went upstream, beyond the mock's 64 KiB record
 

@@ -440,7 +440,15 @@ async fn send_upstream(
     // The first-byte timeout bounds the wait for the response head (then the
     // next upstream is tried); the whole-answer timeout bounds reading a
     // non-streamed body, and the relay's idle timeout a stream.
-    match tokio::time::timeout(state.config.first_byte_timeout, request.send()).await {
+    let head_timeout = if call.stream {
+        state.config.first_byte_timeout
+    } else {
+        state
+            .config
+            .first_byte_timeout
+            .min(state.config.upstream_timeout)
+    };
+    match tokio::time::timeout(head_timeout, request.send()).await {
         Err(_) => Err((Failure::Unavailable, ApiError::gateway_timeout())),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(error)) if error.is_timeout() => {
