@@ -189,6 +189,9 @@ pub struct StreamTranslator {
     holding: bool,
     done: bool,
     usage: Usage,
+    /// Text and tool-argument deltas seen: a lower bound on output tokens
+    /// when the stream is cut before the upstream reported usage.
+    content_events: u64,
 }
 
 impl StreamTranslator {
@@ -202,6 +205,7 @@ impl StreamTranslator {
             holding: false,
             done: false,
             usage: Usage::default(),
+            content_events: 0,
         }
     }
 
@@ -228,9 +232,15 @@ impl StreamTranslator {
         Ok(out)
     }
 
-    /// Usage seen so far (what to bill if the stream is cut).
+    /// Usage seen so far (what to bill if the stream is cut). Until the
+    /// upstream reports output tokens, each content delta counts as one, so
+    /// a stream cut short is billed for what was delivered, never zero.
     pub fn usage(&self) -> Usage {
-        self.usage
+        let mut usage = self.usage;
+        if usage.output_tokens == 0 {
+            usage.output_tokens = self.content_events;
+        }
+        usage
     }
 
     /// Whether the upstream's final event has been seen.
@@ -244,6 +254,9 @@ impl StreamTranslator {
                 StreamEvent::Usage(u) => merge_usage(&mut self.usage, u),
                 StreamEvent::Finish { .. } => self.holding = true,
                 StreamEvent::Done => self.done = true,
+                StreamEvent::TextDelta { .. } | StreamEvent::ToolCallDelta { .. } => {
+                    self.content_events += 1;
+                }
                 _ => {}
             }
             let sink = if self.holding {

@@ -17,17 +17,15 @@ fn upstreams() -> Vec<(Format, Fixtures)> {
     vec![
         (Format::OpenAiChat, openai::fixtures::streams),
         (Format::Anthropic, anthropic::fixtures::streams),
-        // TODO: enable once translate/gemini.rs and translate/converse.rs
-        // have their `fixtures` modules:
-        // (Format::Gemini, gemini::fixtures::streams),
-        // (Format::Converse, converse::fixtures::streams),
+        (Format::Gemini, gemini::fixtures::streams),
+        (Format::Converse, converse::fixtures::streams),
     ]
 }
 
 /// Client formats with working stream encoders (and decoders, which the
 /// content invariant reads the client's stream back with).
 /// TODO: add `Format::Gemini` once its codec works.
-const CLIENTS: &[Format] = &[Format::OpenAiChat, Format::Anthropic];
+const CLIENTS: &[Format] = &[Format::OpenAiChat, Format::Anthropic, Format::Gemini];
 
 fn short(format: Format) -> &'static str {
     match format {
@@ -760,14 +758,26 @@ fn stream_end_is_held_until_finish() {
 #[test]
 fn a_stream_without_its_final_event_fails_at_finish() {
     for (from, fixtures) in upstreams() {
+        if from == Format::Converse {
+            // Event-stream frames, not SSE: covered by the Converse tests
+            // (a stream cut before messageStop is incomplete).
+            continue;
+        }
         for (name, stream) in fixtures() {
-            // Drop the last event (and keep only part of it).
+            // Drop the last event (and keep only part of it). Events end in
+            // a blank line, `\n\n` or (Google) `\r\n\r\n`.
             let body = &stream[..stream.len() - 2];
             let last = body
                 .windows(2)
                 .rposition(|w| w == b"\n\n")
                 .map(|i| i + 2)
-                .unwrap_or(0);
+                .unwrap_or(0)
+                .max(
+                    body.windows(4)
+                        .rposition(|w| w == b"\r\n\r\n")
+                        .map(|i| i + 4)
+                        .unwrap_or(0),
+                );
             for cut in [stream.len() - 1, last, last + 3] {
                 for &to in CLIENTS {
                     let result = translate_chunks(from, to, &[&stream[..cut]]);
@@ -1106,4 +1116,21 @@ fn echoed_empty_defaults_and_refusals_are_accepted() {
         ir.messages[1].content,
         vec![ir::Part::Text("I can't.".into())]
     );
+}
+
+#[test]
+fn a_stream_cut_before_its_usage_is_billed_for_what_was_delivered() {
+    // Three content deltas, then the upstream is cut: no usage, no end.
+    let mut stream = Vec::new();
+    for text in ["one", "two", "three"] {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                           "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+        stream.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+    }
+    for &to in CLIENTS {
+        let mut t = StreamTranslator::new(Format::OpenAiChat, to, "m");
+        t.push(&stream).unwrap();
+        assert!(t.finish().is_err(), "{to:?}: incomplete");
+        assert_eq!(t.usage().output_tokens, 3, "{to:?}: billed per delivered delta");
+    }
 }
