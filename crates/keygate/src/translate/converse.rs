@@ -914,16 +914,14 @@ fn frame(
 
 /// Encodes IR events as a ConverseStream body.
 pub struct Encoder {
-    model: String,
     usage: Usage,
 }
 
 impl Encoder {
     /// An encoder for a client shown `model` (Converse streams never name
     /// the model, so it is not written).
-    pub fn new(model: &str) -> Self {
+    pub fn new(_model: &str) -> Self {
         Encoder {
-            model: model.to_string(),
             usage: Usage::default(),
         }
     }
@@ -931,7 +929,6 @@ impl Encoder {
 
 impl StreamEncoder for Encoder {
     fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        let _ = &self.model;
         match event {
             StreamEvent::Start { .. } => {
                 frame("messageStart", &json!({ "role": "assistant" }), out)

@@ -1104,11 +1104,17 @@ impl Decoder {
                 }
             }
         }
+        // Usage is cumulative in every chunk. It is passed on as it
+        // changes so a stream cut short is still billed for what it used;
+        // the last report goes out again with the end of the answer.
+        if let Some(usage) = chunk.usage {
+            if chunk.finish.is_none() && self.usage != Some(usage) {
+                out.push(StreamEvent::Usage(usage));
+            }
+            self.usage = Some(usage);
+        }
         if chunk.finish.is_some() {
             self.finish = chunk.finish;
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
         }
         Ok(())
     }
