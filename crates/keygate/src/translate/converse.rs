@@ -573,7 +573,9 @@ fn parse_usage(value: &Value) -> Usage {
     Usage {
         // Bedrock's inputTokens leaves out cache reads and writes; the IR's
         // input_tokens counts them.
-        input_tokens: count("inputTokens") + cached + written,
+        input_tokens: count("inputTokens")
+            .saturating_add(cached)
+            .saturating_add(written),
         output_tokens: count("outputTokens"),
         cached_input_tokens: cached,
         cache_creation_input_tokens: written,
@@ -590,7 +592,7 @@ fn render_usage(usage: &Usage) -> Value {
     map.insert("outputTokens".into(), json!(usage.output_tokens));
     map.insert(
         "totalTokens".into(),
-        json!(usage.input_tokens + usage.output_tokens),
+        json!(usage.input_tokens.saturating_add(usage.output_tokens)),
     );
     if usage.cached_input_tokens > 0 {
         map.insert(
@@ -700,8 +702,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder that shows `id` instead of a made-up one (so two decodings
-    /// of one stream can be compared).
+    /// A decoder that shows `id` instead of a made-up one: the response's
+    /// `x-amzn-requestid`, say, or a fixed id so that two decodings of one
+    /// stream can be compared.
     pub fn with_id(id: &str) -> Self {
         Decoder {
             id: Some(id.to_string()),
@@ -996,7 +999,6 @@ pub(crate) mod fixtures {
             ],
             payload.as_bytes().to_vec(),
         );
-        #[allow(clippy::unwrap_used)]
         write_message_to(&message, out).unwrap();
     }
 

@@ -846,9 +846,9 @@ fn parse_usage(value: Option<&Value>) -> Usage {
     };
     Usage {
         // promptTokenCount already includes cachedContentTokenCount.
-        input_tokens: count("promptTokenCount") + count("toolUsePromptTokenCount"),
+        input_tokens: count("promptTokenCount").saturating_add(count("toolUsePromptTokenCount")),
         // Thinking is billed as output.
-        output_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
+        output_tokens: count("candidatesTokenCount").saturating_add(count("thoughtsTokenCount")),
         cached_input_tokens: count("cachedContentTokenCount"),
         cache_creation_input_tokens: 0,
     }
@@ -860,7 +860,7 @@ fn render_usage(usage: &Usage) -> Value {
     map.insert("candidatesTokenCount".into(), json!(usage.output_tokens));
     map.insert(
         "totalTokenCount".into(),
-        json!(usage.input_tokens + usage.output_tokens),
+        json!(usage.input_tokens.saturating_add(usage.output_tokens)),
     );
     if usage.cached_input_tokens > 0 {
         map.insert(

@@ -608,6 +608,19 @@ fn split_at(bytes: &[u8], points: &[prop::sample::Index]) -> Vec<Vec<u8>> {
     chunks
 }
 
+#[test]
+fn huge_counts_saturate() {
+    let body = json!({
+        "output": { "message": { "role": "assistant", "content": [] } },
+        "stopReason": "end_turn",
+        "usage": { "inputTokens": u64::MAX, "outputTokens": u64::MAX, "cacheReadInputTokens": u64::MAX,
+            "cacheWriteInputTokens": 1 }
+    });
+    let response = parse_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(response.usage.input_tokens, u64::MAX);
+    assert!(render_response(&response).is_ok());
+}
+
 proptest! {
     #[test]
     fn decoding_does_not_depend_on_splits(points in prop::collection::vec(any::<prop::sample::Index>(), 0..32)) {

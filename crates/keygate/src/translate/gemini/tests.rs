@@ -732,6 +732,18 @@ fn split_at(bytes: &[u8], points: &[prop::sample::Index]) -> Vec<Vec<u8>> {
     chunks
 }
 
+#[test]
+fn huge_counts_saturate() {
+    let body = json!({
+        "candidates": [{ "content": { "parts": [] }, "finishReason": "STOP" }],
+        "usageMetadata": { "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": u64::MAX,
+            "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1 }
+    });
+    let response = parse_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(response.usage.input_tokens, u64::MAX);
+    assert!(render_response(&response).is_ok());
+}
+
 proptest! {
     #[test]
     fn decoding_does_not_depend_on_splits(points in prop::collection::vec(any::<prop::sample::Index>(), 0..24)) {
