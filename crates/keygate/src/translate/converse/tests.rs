@@ -402,7 +402,7 @@ fn responses_to_ir() {
     let parsed: Vec<ChatResponse> = bodies
         .iter()
         .map(|b| {
-            let mut response = parse_response(b.to_string().as_bytes()).unwrap();
+            let response = parse_response(b.to_string().as_bytes()).unwrap();
             assert_eq!(response.id, "msg_bdrk_test");
             response
         })
