@@ -365,19 +365,31 @@ fn parse_image(value: &Value, param: &str) -> Result<Image, TranslateError> {
 pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
     let mut body = Map::new();
     let mut has_tool_blocks = false;
-    let mut messages = Vec::new();
+    // Bedrock requires turns to alternate, while other formats send, say,
+    // one message per tool result: adjacent turns of one speaker are one
+    // turn, their content in order.
+    let mut messages: Vec<(Role, Vec<Value>)> = Vec::new();
     for message in &request.messages {
         let mut content = Vec::new();
         for part in &message.content {
             has_tool_blocks |= matches!(part, Part::ToolCall(_) | Part::ToolResult(_));
             content.push(render_block(part)?);
         }
-        let role = match message.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        messages.push(json!({ "role": role, "content": content }));
+        match messages.last_mut() {
+            Some((role, previous)) if *role == message.role => previous.append(&mut content),
+            _ => messages.push((message.role, content)),
+        }
     }
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|(role, content)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({ "role": role, "content": content })
+        })
+        .collect();
     body.insert("messages".into(), Value::Array(messages));
     if !request.system.is_empty() {
         let system: Vec<Value> = request

@@ -621,18 +621,30 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("systemInstruction".into(), json!({ "parts": parts }));
     }
-    let mut contents = Vec::new();
+    // Gemini wants the responses to one turn's function calls together in
+    // the next turn, while other formats send one message per tool result:
+    // adjacent turns of one speaker are one turn, their parts in order.
+    let mut contents: Vec<(Role, Vec<Value>)> = Vec::new();
     for message in &request.messages {
         let mut parts = Vec::new();
         for part in &message.content {
             parts.push(render_part(part, &request.messages)?);
         }
-        let role = match message.role {
-            Role::User => "user",
-            Role::Assistant => "model",
-        };
-        contents.push(json!({ "role": role, "parts": parts }));
+        match contents.last_mut() {
+            Some((role, previous)) if *role == message.role => previous.append(&mut parts),
+            _ => contents.push((message.role, parts)),
+        }
     }
+    let contents: Vec<Value> = contents
+        .into_iter()
+        .map(|(role, parts)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "model",
+            };
+            json!({ "role": role, "parts": parts })
+        })
+        .collect();
     body.insert("contents".into(), Value::Array(contents));
 
     let mut config = Map::new();

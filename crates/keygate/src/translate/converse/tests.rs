@@ -636,6 +636,46 @@ fn huge_counts_saturate() {
     assert!(render_response(&response).is_ok());
 }
 
+#[test]
+fn adjacent_turns_of_one_speaker_merge() {
+    let result = |id: &str| Message {
+        role: Role::User,
+        content: vec![Part::ToolResult(ToolResult {
+            id: id.into(),
+            name: Some("f".into()),
+            content: vec![Part::Text("ok".into())],
+            is_error: false,
+        })],
+    };
+    let call = |id: &str| {
+        Part::ToolCall(ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: json!({}),
+        })
+    };
+    let request = ChatRequest {
+        messages: vec![
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a"), call("b")],
+            },
+            result("a"),
+            result("b"),
+        ],
+        tools: vec![Tool {
+            name: "f".into(),
+            description: None,
+            parameters: json!({ "type": "object" }),
+        }],
+        ..ChatRequest::default()
+    };
+    let body = rendered(&request);
+    let turns = body["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[1]["content"].as_array().unwrap().len(), 2);
+}
+
 proptest! {
     #[test]
     fn decoding_does_not_depend_on_splits(points in prop::collection::vec(any::<prop::sample::Index>(), 0..32)) {
