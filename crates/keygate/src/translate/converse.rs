@@ -365,19 +365,31 @@ fn parse_image(value: &Value, param: &str) -> Result<Image, TranslateError> {
 pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
     let mut body = Map::new();
     let mut has_tool_blocks = false;
-    let mut messages = Vec::new();
+    // Bedrock requires turns to alternate, while other formats send, say,
+    // one message per tool result: adjacent turns of one speaker are one
+    // turn, their content in order.
+    let mut messages: Vec<(Role, Vec<Value>)> = Vec::new();
     for message in &request.messages {
         let mut content = Vec::new();
         for part in &message.content {
             has_tool_blocks |= matches!(part, Part::ToolCall(_) | Part::ToolResult(_));
             content.push(render_block(part)?);
         }
-        let role = match message.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        messages.push(json!({ "role": role, "content": content }));
+        match messages.last_mut() {
+            Some((role, previous)) if *role == message.role => previous.append(&mut content),
+            _ => messages.push((message.role, content)),
+        }
     }
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|(role, content)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({ "role": role, "content": content })
+        })
+        .collect();
     body.insert("messages".into(), Value::Array(messages));
     if !request.system.is_empty() {
         let system: Vec<Value> = request
@@ -573,7 +585,9 @@ fn parse_usage(value: &Value) -> Usage {
     Usage {
         // Bedrock's inputTokens leaves out cache reads and writes; the IR's
         // input_tokens counts them.
-        input_tokens: count("inputTokens") + cached + written,
+        input_tokens: count("inputTokens")
+            .saturating_add(cached)
+            .saturating_add(written),
         output_tokens: count("outputTokens"),
         cached_input_tokens: cached,
         cache_creation_input_tokens: written,
@@ -590,7 +604,7 @@ fn render_usage(usage: &Usage) -> Value {
     map.insert("outputTokens".into(), json!(usage.output_tokens));
     map.insert(
         "totalTokens".into(),
-        json!(usage.input_tokens + usage.output_tokens),
+        json!(usage.input_tokens.saturating_add(usage.output_tokens)),
     );
     if usage.cached_input_tokens > 0 {
         map.insert(
@@ -609,8 +623,16 @@ fn render_usage(usage: &Usage) -> Value {
 
 /// Converse answers carry no id (only the HTTP request id, which the codec
 /// does not see), so one is made up.
+#[cfg(not(test))]
 fn new_id() -> String {
     format!("msg_bdrk_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Tests (the cross-format harness among them) compare decodings of one
+/// stream made by different decoders, so there the made-up id is fixed.
+#[cfg(test)]
+fn new_id() -> String {
+    "msg_bdrk_test".into()
 }
 
 /// Parse a complete Converse answer.
@@ -700,8 +722,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder that shows `id` instead of a made-up one (so two decodings
-    /// of one stream can be compared).
+    /// A decoder that shows `id` instead of a made-up one: the response's
+    /// `x-amzn-requestid`, say, or a fixed id so that two decodings of one
+    /// stream can be compared.
     pub fn with_id(id: &str) -> Self {
         Decoder {
             id: Some(id.to_string()),
@@ -914,16 +937,14 @@ fn frame(
 
 /// Encodes IR events as a ConverseStream body.
 pub struct Encoder {
-    model: String,
     usage: Usage,
 }
 
 impl Encoder {
     /// An encoder for a client shown `model` (Converse streams never name
     /// the model, so it is not written).
-    pub fn new(model: &str) -> Self {
+    pub fn new(_model: &str) -> Self {
         Encoder {
-            model: model.to_string(),
             usage: Usage::default(),
         }
     }
@@ -931,7 +952,6 @@ impl Encoder {
 
 impl StreamEncoder for Encoder {
     fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        let _ = &self.model;
         match event {
             StreamEvent::Start { .. } => {
                 frame("messageStart", &json!({ "role": "assistant" }), out)
@@ -999,7 +1019,6 @@ pub(crate) mod fixtures {
             ],
             payload.as_bytes().to_vec(),
         );
-        #[allow(clippy::unwrap_used)]
         write_message_to(&message, out).unwrap();
     }
 

@@ -621,18 +621,30 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             .collect();
         body.insert("systemInstruction".into(), json!({ "parts": parts }));
     }
-    let mut contents = Vec::new();
+    // Gemini wants the responses to one turn's function calls together in
+    // the next turn, while other formats send one message per tool result:
+    // adjacent turns of one speaker are one turn, their parts in order.
+    let mut contents: Vec<(Role, Vec<Value>)> = Vec::new();
     for message in &request.messages {
         let mut parts = Vec::new();
         for part in &message.content {
             parts.push(render_part(part, &request.messages)?);
         }
-        let role = match message.role {
-            Role::User => "user",
-            Role::Assistant => "model",
-        };
-        contents.push(json!({ "role": role, "parts": parts }));
+        match contents.last_mut() {
+            Some((role, previous)) if *role == message.role => previous.append(&mut parts),
+            _ => contents.push((message.role, parts)),
+        }
     }
+    let contents: Vec<Value> = contents
+        .into_iter()
+        .map(|(role, parts)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "model",
+            };
+            json!({ "role": role, "parts": parts })
+        })
+        .collect();
     body.insert("contents".into(), Value::Array(contents));
 
     let mut config = Map::new();
@@ -846,9 +858,9 @@ fn parse_usage(value: Option<&Value>) -> Usage {
     };
     Usage {
         // promptTokenCount already includes cachedContentTokenCount.
-        input_tokens: count("promptTokenCount") + count("toolUsePromptTokenCount"),
+        input_tokens: count("promptTokenCount").saturating_add(count("toolUsePromptTokenCount")),
         // Thinking is billed as output.
-        output_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
+        output_tokens: count("candidatesTokenCount").saturating_add(count("thoughtsTokenCount")),
         cached_input_tokens: count("cachedContentTokenCount"),
         cache_creation_input_tokens: 0,
     }
@@ -860,7 +872,7 @@ fn render_usage(usage: &Usage) -> Value {
     map.insert("candidatesTokenCount".into(), json!(usage.output_tokens));
     map.insert(
         "totalTokenCount".into(),
-        json!(usage.input_tokens + usage.output_tokens),
+        json!(usage.input_tokens.saturating_add(usage.output_tokens)),
     );
     if usage.cached_input_tokens > 0 {
         map.insert(
@@ -878,8 +890,17 @@ fn check_error(root: &Value) -> Result<(), TranslateError> {
     }
 }
 
+/// An id for an answer that came without a `responseId`.
+#[cfg(not(test))]
 fn new_id() -> String {
     format!("gen-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Tests compare decodings made by different decoders, so there the
+/// made-up id is fixed.
+#[cfg(test)]
+fn new_id() -> String {
+    "gen-test".into()
 }
 
 /// What one `GenerateContentResponse` holds, as far as keygate reads it.
@@ -1104,11 +1125,17 @@ impl Decoder {
                 }
             }
         }
+        // Usage is cumulative in every chunk. It is passed on as it
+        // changes so a stream cut short is still billed for what it used;
+        // the last report goes out again with the end of the answer.
+        if let Some(usage) = chunk.usage {
+            if chunk.finish.is_none() && self.usage != Some(usage) {
+                out.push(StreamEvent::Usage(usage));
+            }
+            self.usage = Some(usage);
+        }
         if chunk.finish.is_some() {
             self.finish = chunk.finish;
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ fn rendered(request: &ChatRequest) -> Value {
 }
 
 fn decode(chunks: &[&[u8]]) -> Result<Vec<StreamEvent>, TranslateError> {
-    let mut decoder = Decoder::with_id("msg_test");
+    let mut decoder = Decoder::default();
     let mut out = Vec::new();
     for chunk in chunks {
         decoder.push(chunk, &mut out)?;
@@ -402,9 +402,8 @@ fn responses_to_ir() {
     let parsed: Vec<ChatResponse> = bodies
         .iter()
         .map(|b| {
-            let mut response = parse_response(b.to_string().as_bytes()).unwrap();
-            assert!(response.id.starts_with("msg_bdrk_"));
-            response.id = "<synthesised>".into();
+            let response = parse_response(b.to_string().as_bytes()).unwrap();
+            assert_eq!(response.id, "msg_bdrk_test");
             response
         })
         .collect();
@@ -493,6 +492,22 @@ fn encoder_output_decodes_to_the_same_events() {
         rest = &rest[total..];
     }
     insta::assert_snapshot!(listing);
+}
+
+#[test]
+fn decoder_shows_a_given_id() {
+    let mut decoder = Decoder::with_id("req-7f3a");
+    let mut out = Vec::new();
+    decoder
+        .push(&fixture("converse_text_cached"), &mut out)
+        .unwrap();
+    assert_eq!(
+        out.first(),
+        Some(&StreamEvent::Start {
+            id: "req-7f3a".into(),
+            model: String::new()
+        })
+    );
 }
 
 #[test]
@@ -606,6 +621,59 @@ fn split_at(bytes: &[u8], points: &[prop::sample::Index]) -> Vec<Vec<u8>> {
     }
     chunks.push(bytes[start..].to_vec());
     chunks
+}
+
+#[test]
+fn huge_counts_saturate() {
+    let body = json!({
+        "output": { "message": { "role": "assistant", "content": [] } },
+        "stopReason": "end_turn",
+        "usage": { "inputTokens": u64::MAX, "outputTokens": u64::MAX, "cacheReadInputTokens": u64::MAX,
+            "cacheWriteInputTokens": 1 }
+    });
+    let response = parse_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(response.usage.input_tokens, u64::MAX);
+    assert!(render_response(&response).is_ok());
+}
+
+#[test]
+fn adjacent_turns_of_one_speaker_merge() {
+    let result = |id: &str| Message {
+        role: Role::User,
+        content: vec![Part::ToolResult(ToolResult {
+            id: id.into(),
+            name: Some("f".into()),
+            content: vec![Part::Text("ok".into())],
+            is_error: false,
+        })],
+    };
+    let call = |id: &str| {
+        Part::ToolCall(ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: json!({}),
+        })
+    };
+    let request = ChatRequest {
+        messages: vec![
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a"), call("b")],
+            },
+            result("a"),
+            result("b"),
+        ],
+        tools: vec![Tool {
+            name: "f".into(),
+            description: None,
+            parameters: json!({ "type": "object" }),
+        }],
+        ..ChatRequest::default()
+    };
+    let body = rendered(&request);
+    let turns = body["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[1]["content"].as_array().unwrap().len(), 2);
 }
 
 proptest! {

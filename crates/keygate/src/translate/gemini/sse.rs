@@ -11,6 +11,9 @@ const MAX_EVENT: usize = 16 << 20;
 pub(super) struct Lines {
     /// Bytes of the line not yet ended.
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no line end, so a long line
+    /// arriving in many small pieces is not rescanned from its start.
+    scanned: usize,
     /// The current event's data lines, joined by `\n`.
     data: Option<String>,
 }
@@ -24,7 +27,7 @@ impl Lines {
     ) -> Result<(), TranslateError> {
         self.pending.extend_from_slice(bytes);
         let mut start = 0;
-        let mut i = 0;
+        let mut i = self.scanned.min(self.pending.len());
         while let Some(offset) = self
             .pending
             .get(i..)
@@ -47,6 +50,9 @@ impl Lines {
             i = next;
         }
         self.pending.drain(..start.min(self.pending.len()));
+        // All that is left is one unended line; a final CR may yet be half
+        // of a CRLF, so it is looked at again.
+        self.scanned = self.pending.len().saturating_sub(1);
         let buffered = self.pending.len() + self.data.as_ref().map_or(0, String::len);
         if buffered > MAX_EVENT {
             return Err(upstream("a stream event is too large"));
@@ -60,6 +66,7 @@ impl Lines {
     /// A CR held back as possibly half a CRLF did end its line.
     pub(super) fn finish(&mut self, out: &mut Vec<String>) -> Result<(), TranslateError> {
         let pending = std::mem::take(&mut self.pending);
+        self.scanned = 0;
         if let Some(line) = pending.strip_suffix(b"\r") {
             self.line(line, out)?;
         }
