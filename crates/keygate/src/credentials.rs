@@ -26,7 +26,7 @@ pub use dotenv::DotEnvOverlay;
 pub use envelope::{MasterKey, Sealed};
 pub use master_key::MasterKeySource;
 pub use spec::CredentialSpec;
-pub use stored::{rekey, StoredCredentials, StoredMeta};
+pub use stored::{rekey, valid_name as stored_name_is_valid, StoredCredentials, StoredMeta};
 
 use crate::config::Env;
 use secrecy::{ExposeSecret, SecretString};
