@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod provider_credentials;
 mod routing;
 mod store;
 mod streaming;

@@ -1,0 +1,477 @@
+//! Stored provider credentials through the real router, on SQLite and
+//! PostgreSQL: metadata only in every answer, only ciphertext in the
+//! database, admin credentials only, and no body makes a 500.
+
+use crate::support::{error_code, Backend, TestGateway, BACKENDS};
+use keygate::credentials::{Credential, CredentialSpec, ResolveContext};
+use keygate::mock::MockOptions;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::collections::BTreeMap;
+
+const SECRET_1: &str = "sk-proj-FIRSTfirstFIRSTfirst0001";
+const SECRET_2: &str = "sk-proj-SECONDsecondSECOND0002";
+
+/// Every text the database holds about provider credentials, raw.
+async fn raw_rows(gw: &TestGateway) -> Vec<u8> {
+    match gw.state.config.database_url_secret() {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT row_to_json(t)::text FROM provider_credentials t")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            rows.into_iter().flat_map(|(r,)| r.into_bytes()).collect()
+        }
+        None => {
+            // The whole SQLite file and its WAL, byte for byte.
+            let path = gw.state.config.sqlite_path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Ok(wal) = std::fs::read(format!("{}-wal", path.display())) {
+                bytes.extend(wal);
+            }
+            bytes
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The secret must not be in `text`, nor any of its envelope.
+fn assert_clean(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "secret in response: {text}");
+        assert!(
+            !text.contains(&secret[8..24]),
+            "part of a secret in response: {text}"
+        );
+    }
+    for field in ["ciphertext", "wrapped_key", "nonce", "\"secret\""] {
+        assert!(
+            !text.contains(field),
+            "envelope field {field} in response: {text}"
+        );
+    }
+}
+
+async fn call(gw: &TestGateway, method: Method, path: &str, body: Option<Value>) -> (u16, String) {
+    let mut request = gw.admin(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+async fn lifecycle(backend: Backend) {
+    let gw = TestGateway::start(backend, MockOptions::default()).await;
+    let secrets = [SECRET_1, SECRET_2];
+
+    let (status, text) = call(
+        &gw,
+        Method::POST,
+        "/provider-credentials",
+        Some(json!({"name": "openai-prod", "secret": SECRET_1, "description": "prod account"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_clean(&text, &secrets);
+    let created: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(created["name"], "openai-prod");
+    assert_eq!(created["description"], "prod account");
+    assert_eq!(created["hint"], "…0001");
+    let master_key_id = created["master_key_id"].as_str().unwrap().to_string();
+    assert_eq!(master_key_id.len(), 16);
+    assert!(created["created_at"].is_string() && created["updated_at"].is_string());
+
+    let (status, text) = call(
+        &gw,
+        Method::POST,
+        "/provider-credentials",
+        Some(json!({"name": "openai-prod", "secret": SECRET_2})),
+    )
+    .await;
+    assert_eq!(status, 409, "{text}");
+    assert_clean(&text, &secrets);
+
+    let (status, text) = call(&gw, Method::GET, "/provider-credentials", None).await;
+    assert_eq!(status, 200);
+    assert_clean(&text, &secrets);
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["name"], "openai-prod");
+
+    let (status, text) = call(&gw, Method::GET, "/provider-credentials/openai-prod", None).await;
+    assert_eq!(status, 200);
+    assert_clean(&text, &secrets);
+
+    // A provider credential resolved from the vault sees rotation at once
+    // on the node that took the call.
+    let env: BTreeMap<String, String> = BTreeMap::new();
+    let ctx = ResolveContext {
+        env: &env,
+        base_dir: None,
+        stored: Some(&gw.state.credentials),
+    };
+    let credential = Credential::resolve(
+        &CredentialSpec::Stored {
+            stored: "openai-prod".into(),
+        },
+        &ctx,
+    )
+    .await
+    .unwrap();
+    let before = credential.current().await.unwrap();
+    assert_eq!(before.expose_secret(), SECRET_1);
+    assert_eq!(credential.hint(), "stored:openai-prod …0001");
+    assert!(!format!("{credential:?}").contains(SECRET_1));
+
+    let (status, text) = call(
+        &gw,
+        Method::PUT,
+        "/provider-credentials/openai-prod",
+        Some(json!({"secret": SECRET_2})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_clean(&text, &secrets);
+    let updated: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(updated["hint"], "…0002");
+    assert_eq!(
+        updated["description"], "prod account",
+        "kept when not given"
+    );
+    assert_eq!(
+        credential.current().await.unwrap().expose_secret(),
+        SECRET_2
+    );
+    assert_eq!(
+        before.expose_secret(),
+        SECRET_1,
+        "in-flight value unchanged"
+    );
+
+    // The database holds neither secret, nor the master key.
+    let raw = raw_rows(&gw).await;
+    assert!(contains(&raw, "openai-prod"), "the row is there");
+    for secret in secrets {
+        assert!(!contains(&raw, secret), "plaintext secret in the database");
+        assert!(
+            !contains(&raw, &hex::encode(secret)),
+            "hex secret in the database"
+        );
+    }
+    let master = std::fs::read_to_string(gw.dir.path().join("master.key")).unwrap();
+    assert!(!contains(&raw, master.trim()));
+
+    let (status, text) = call(
+        &gw,
+        Method::DELETE,
+        "/provider-credentials/openai-prod",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_clean(&text, &secrets);
+    assert!(
+        credential.current().await.is_err(),
+        "deleted: no longer served"
+    );
+    for method in [Method::GET, Method::DELETE] {
+        let (status, _) = call(&gw, method, "/provider-credentials/openai-prod", None).await;
+        assert_eq!(status, 404);
+    }
+    let (status, _) = call(
+        &gw,
+        Method::PUT,
+        "/provider-credentials/openai-prod",
+        Some(json!({"secret": SECRET_1})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn provider_credentials_lifecycle_on_every_backend() {
+    for backend in BACKENDS {
+        lifecycle(backend).await;
+    }
+}
+
+#[tokio::test]
+async fn provider_credentials_need_an_admin_credential() {
+    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    let (_, key) = gw.create_key(json!({"name": "data"})).await;
+    let routes = [
+        (Method::GET, "/provider-credentials", None),
+        (
+            Method::POST,
+            "/provider-credentials",
+            Some(json!({"name": "x", "secret": SECRET_1})),
+        ),
+        (Method::GET, "/provider-credentials/x", None),
+        (
+            Method::PUT,
+            "/provider-credentials/x",
+            Some(json!({"secret": SECRET_1})),
+        ),
+        (Method::DELETE, "/provider-credentials/x", None),
+    ];
+    for (method, path, body) in routes {
+        let url = format!("{}/admin/v1{path}", gw.base);
+        let mut request = gw.http.request(method.clone(), &url).bearer_auth(&key);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (403, json!("admin_required")),
+            "{method} {path}"
+        );
+        let mut request = gw.http.request(method.clone(), &url);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            401,
+            "{method} {path}"
+        );
+    }
+    assert!(gw.state.credentials.list().await.unwrap().is_empty());
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn hostile_provider_credential_requests_get_4xx_never_500() {
+    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    let long_name = "a".repeat(65);
+    let cases: Vec<(Method, String, Value, u16)> = vec![
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x"}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": SECRET_1, "master_key_id": "ab"}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": 12}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": ""}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": "  \n "}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": "sk-\u{0}abc"}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": "sk-a\nb"}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": "s".repeat(16 * 1024 + 1)}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "", "secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "../etc", "secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "a b", "secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "ключ", "secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": long_name, "secret": SECRET_1}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": SECRET_1, "description": "a\u{7}b"}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!({"name": "x", "secret": SECRET_1, "description": "d".repeat(513)}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!(["name", "secret"]),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!("just a string"),
+            400,
+        ),
+        (
+            Method::POST,
+            "/provider-credentials".into(),
+            json!(null),
+            400,
+        ),
+        (
+            Method::PUT,
+            "/provider-credentials/x".into(),
+            json!({"secret": SECRET_1}),
+            404,
+        ),
+        (
+            Method::PUT,
+            "/provider-credentials/x".into(),
+            json!({"name": "y"}),
+            400,
+        ),
+        (
+            Method::PUT,
+            format!("/provider-credentials/{long_name}"),
+            json!({"secret": SECRET_1}),
+            404,
+        ),
+        (
+            Method::GET,
+            "/provider-credentials/%00".into(),
+            Value::Null,
+            404,
+        ),
+        (
+            Method::GET,
+            "/provider-credentials/..%2F..%2Fetc".into(),
+            Value::Null,
+            404,
+        ),
+        (
+            Method::DELETE,
+            "/provider-credentials/%E2%80%AE".into(),
+            Value::Null,
+            404,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let mut request = gw.admin(method.clone(), &path);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, want, "{method} {path} {body}: {text}");
+        assert!(!text.contains(SECRET_1), "{text}");
+    }
+
+    // Raw bodies: not JSON, wrong type, oversized, deeply nested.
+    let raw_cases: Vec<(Vec<u8>, &str, u16)> = vec![
+        (
+            b"{\"name\": \"x\", \"secret\": ".to_vec(),
+            "application/json",
+            400,
+        ),
+        (
+            b"name=x&secret=y".to_vec(),
+            "application/x-www-form-urlencoded",
+            415,
+        ),
+        (vec![0xff, 0xfe, 0x00], "application/json", 400),
+        (
+            format!(
+                "{{\"name\":\"x\",\"secret\":\"{}\"}}",
+                "s".repeat(64 * 1024)
+            )
+            .into_bytes(),
+            "application/json",
+            413,
+        ),
+        (
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+            "application/json",
+            400,
+        ),
+        (
+            b"{\"name\":\"x\",\"secret\":\"a\",\"secret\":\"b\"}".to_vec(),
+            "application/json",
+            400,
+        ),
+    ];
+    for (body, content_type, want) in raw_cases {
+        let response = gw
+            .admin(Method::POST, "/provider-credentials")
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(
+            status,
+            want,
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+    assert!(
+        gw.state.credentials.list().await.unwrap().is_empty(),
+        "nothing was stored"
+    );
+    gw.finish().await;
+}
