@@ -475,3 +475,192 @@ async fn hostile_provider_credential_requests_get_4xx_never_500() {
     );
     gw.finish().await;
 }
+
+/// Run the real `keygate` binary.
+fn keygate(
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: &std::path::Path,
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KEYGATE_MASTER_KEY")
+        .env_remove("KEYGATE_MASTER_KEY_FILE")
+        .env_remove("KEYGATE_MASTER_KEY_COMMAND")
+        .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_ENV_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+// The CLI is waited for synchronously: the gateway needs other threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_adds_lists_updates_and_removes_provider_credentials() {
+    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    let dir = gw.dir.path().to_path_buf();
+    let env = [
+        ("KEYGATE_URL", gw.base.as_str()),
+        ("KEYGATE_ADMIN_KEY", gw.admin_key.as_str()),
+    ];
+    let secret_file = dir.join("openai.secret");
+    std::fs::write(&secret_file, format!("{SECRET_1}\n")).unwrap();
+    let file_arg = secret_file.display().to_string();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = keygate(args, &env, &dir, stdin);
+        assert!(!out.contains(SECRET_1) && !out.contains(SECRET_2), "{out}");
+        assert!(!err.contains(SECRET_1) && !err.contains(SECRET_2), "{err}");
+        (ok, out, err)
+    };
+    let (ok, out, err) = run(
+        &[
+            "provider-credentials",
+            "add",
+            "openai-prod",
+            "--secret-file",
+            &file_arg,
+            "--description",
+            "prod",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["hint"], "…0001");
+    // The secret from standard input.
+    let (ok, out, err) = run(
+        &["provider-credentials", "update", "openai-prod"],
+        Some(SECRET_2),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("…0002"), "{out}");
+    assert_eq!(
+        gw.state
+            .credentials
+            .secret("openai-prod")
+            .unwrap()
+            .expose_secret(),
+        SECRET_2
+    );
+    let (ok, out, _) = run(&["provider-credentials", "list"], None);
+    assert!(
+        ok && out.contains("NAME") && out.contains("openai-prod"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        &[
+            "provider-credentials",
+            "show",
+            "openai-prod",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["description"],
+        "prod"
+    );
+    let (ok, _, err) = run(&["provider-credentials", "add", "x"], Some(""));
+    assert!(!ok && err.contains("empty"), "{err}");
+    let (ok, _, err) = run(&["provider-credentials", "show", "../keys"], None);
+    assert!(
+        !ok && err.contains("not a provider credential name"),
+        "{err}"
+    );
+    let (ok, _, _) = run(&["provider-credentials", "rm", "openai-prod"], None);
+    assert!(ok);
+    let (ok, _, err) = run(&["provider-credentials", "show", "openai-prod"], None);
+    assert!(!ok && err.contains("404"), "{err}");
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn cli_rekey_rewraps_every_data_key_offline() {
+    use keygate::credentials::{CredentialError, MasterKeySource, StoredCredentials};
+    use keygate::store::sqlite::SqliteStore;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn keygate::store::Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("keygate.db"))
+            .await
+            .unwrap(),
+    );
+    let generated = MasterKeySource::Generated(dir.path().join("master.key"));
+    let vault = StoredCredentials::open(Arc::clone(&store), generated.clone())
+        .await
+        .unwrap();
+    for (name, secret) in [("a", SECRET_1), ("b", SECRET_2)] {
+        vault
+            .create(
+                name,
+                None,
+                secrecy::SecretString::from(secret.to_string()),
+                1,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let old_id = vault.master_key_id().unwrap();
+    drop(vault);
+
+    let data_dir = dir.path().display().to_string();
+    let new_key = dir.path().join("new.key");
+    let new_arg = new_key.display().to_string();
+    let (ok, out, err) = keygate(
+        &[
+            "--data-dir",
+            &data_dir,
+            "provider-credentials",
+            "rekey",
+            "--new-master-key-file",
+            &new_arg,
+            "--generate",
+        ],
+        &[],
+        dir.path(),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("re-wrapped 2"), "{out}");
+    assert!(out.contains(&old_id), "{out}");
+
+    // The old key no longer opens them, with a message saying what to do.
+    let err = StoredCredentials::open(Arc::clone(&store), generated)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CredentialError::UnknownMasterKey { .. }),
+        "{err}"
+    );
+    let reopened = StoredCredentials::open(Arc::clone(&store), MasterKeySource::File(new_key))
+        .await
+        .unwrap();
+    assert_eq!(reopened.secret("a").unwrap().expose_secret(), SECRET_1);
+    assert_eq!(reopened.secret("b").unwrap().expose_secret(), SECRET_2);
+    assert_ne!(reopened.master_key_id().unwrap(), old_id);
+}
