@@ -98,12 +98,24 @@ impl StoredCredentials {
                 cache: RwLock::new(HashMap::new()),
             }),
         };
+        // A key the operator configured is checked now, so a bad one fails
+        // the start rather than the first admin call; a generated one is
+        // created only when first needed.
+        if !matches!(vault.inner.source, MasterKeySource::Generated(_)) {
+            if let Some(key) = vault.inner.source.load(false).await? {
+                let _ = vault.inner.master.set(Arc::new(key));
+            }
+        }
         let rows = vault.inner.store.list_provider_credentials().await?;
         if rows.is_empty() {
             return Ok(vault);
         }
-        let master = match vault.inner.source.load(false).await? {
-            Some(key) => Arc::new(key),
+        let loaded = match vault.inner.master.get() {
+            Some(key) => Some(Arc::clone(key)),
+            None => vault.inner.source.load(false).await?.map(Arc::new),
+        };
+        let master = match loaded {
+            Some(key) => key,
             None => {
                 return Err(CredentialError::MasterKey(format!(
                     "{} stored provider credential(s) exist but {} is missing; restore it or set KEYGATE_MASTER_KEY / KEYGATE_MASTER_KEY_FILE / KEYGATE_MASTER_KEY_COMMAND",

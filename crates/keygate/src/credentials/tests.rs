@@ -690,3 +690,18 @@ async fn vault_stores_rotates_follows_other_nodes_and_rekeys() {
         .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[tokio::test]
+async fn a_configured_master_key_is_checked_at_open_even_with_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path()).await;
+    let bad = MasterKeySource::Env(SecretString::from("not-base64!".to_string()));
+    let err = StoredCredentials::open(Arc::clone(&store), bad)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("KEYGATE_MASTER_KEY"), "{err}");
+    assert!(!err.to_string().contains("not-base64"), "{err}");
+    let good = MasterKeySource::Env(key(3).to_base64());
+    let vault = StoredCredentials::open(store, good).await.unwrap();
+    assert_eq!(vault.master_key_id().as_deref(), Some(key(3).id()));
+}
