@@ -183,27 +183,11 @@ impl Credential {
         ctx: &ResolveContext<'_>,
     ) -> Result<Credential, CredentialError> {
         spec.validate()?;
-        let path = |p: &Path| -> PathBuf {
-            match ctx.base_dir {
-                Some(dir) if p.is_relative() => dir.join(p),
-                _ => p.to_path_buf(),
-            }
-        };
         let (label, source) = match spec {
-            CredentialSpec::Env { env } => {
-                return Credential::from_env(env, ctx.env);
-            }
-            CredentialSpec::File { file } => {
-                let file = path(file);
-                let label = format!("file:{}", file.display());
-                let source = file::FileSource::open(file, file::Extract::Whole)?;
-                (label, Source::File(source))
-            }
-            CredentialSpec::DotEnv { dotenv, var } => {
-                let file = path(dotenv);
-                let label = format!("dotenv:{}#{var}", file.display());
-                let source = file::FileSource::open(file, file::Extract::DotEnvVar(var.clone()))?;
-                (label, Source::File(source))
+            CredentialSpec::Env { .. }
+            | CredentialSpec::File { .. }
+            | CredentialSpec::DotEnv { .. } => {
+                return Credential::resolve_sync(spec, ctx.env, ctx.base_dir);
             }
             CredentialSpec::Command { command, ttl } => {
                 let ttl = spec::parse_ttl(ttl.as_deref())?;
@@ -220,6 +204,49 @@ impl Credential {
                 let source = stored::StoredSource::new(vault.clone(), stored.clone());
                 source.current()?;
                 (format!("stored:{stored}"), Source::Stored(source))
+            }
+        };
+        Ok(Credential {
+            inner: Arc::new(Inner { label, source }),
+        })
+    }
+
+    /// Resolve the sources that need no runtime and no vault — `env`,
+    /// `file`, `dotenv` — synchronously (for example while configuration is
+    /// validated). `command` and `stored` specs are refused here
+    /// ([`CredentialSpec::needs_gateway`]); resolve them with
+    /// [`resolve`](Self::resolve) once the gateway's runtime and vault exist.
+    pub fn resolve_sync(
+        spec: &CredentialSpec,
+        env: &dyn Env,
+        base_dir: Option<&Path>,
+    ) -> Result<Credential, CredentialError> {
+        spec.validate()?;
+        let path = |p: &Path| -> PathBuf {
+            match base_dir {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p.to_path_buf(),
+            }
+        };
+        let (label, source) = match spec {
+            CredentialSpec::Env { env: var } => return Credential::from_env(var, env),
+            CredentialSpec::File { file } => {
+                let file = path(file);
+                let label = format!("file:{}", file.display());
+                let source = file::FileSource::open(file, file::Extract::Whole)?;
+                (label, Source::File(source))
+            }
+            CredentialSpec::DotEnv { dotenv, var } => {
+                let file = path(dotenv);
+                let label = format!("dotenv:{}#{var}", file.display());
+                let source = file::FileSource::open(file, file::Extract::DotEnvVar(var.clone()))?;
+                (label, Source::File(source))
+            }
+            CredentialSpec::Command { .. } | CredentialSpec::Stored { .. } => {
+                return Err(CredentialError::InvalidSpec(format!(
+                    "a '{}' credential is resolved when the gateway starts",
+                    spec.kind()
+                )))
             }
         };
         Ok(Credential {

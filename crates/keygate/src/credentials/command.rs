@@ -108,6 +108,9 @@ struct State {
     refresh_at: Instant,
     /// When the command last finished successfully.
     fetched: Option<Instant>,
+    /// When and why a run on the request path last failed: requests within
+    /// [`MIN_RERUN`] of it get that error instead of running it again.
+    failed: Option<(Instant, String)>,
     refreshing: bool,
 }
 
@@ -138,6 +141,7 @@ impl CommandSource {
                 expires: now,
                 refresh_at: now,
                 fetched: None,
+                failed: None,
                 refreshing: false,
             }),
             running: tokio::sync::Mutex::new(()),
@@ -179,8 +183,20 @@ impl CommandSource {
                 if let Next::Serve(value) | Next::ServeAndRefresh(value) = self.next() {
                     return Ok(value);
                 }
+                if let Some((at, reason)) = &self.lock().failed {
+                    if Instant::now() < *at + MIN_RERUN {
+                        return Err(CredentialError::Command {
+                            program: self.argv.first().cloned().unwrap_or_default(),
+                            reason: format!("failed less than a second ago: {reason}"),
+                        });
+                    }
+                }
                 let result = self.runner.0(self.argv.clone()).await;
-                self.apply(result)
+                let applied = self.apply(result);
+                if let Err(e) = &applied {
+                    self.lock().failed = Some((Instant::now(), e.to_string()));
+                }
+                applied
             }
         }
     }
@@ -207,6 +223,7 @@ impl CommandSource {
         let value = Arc::new(result?);
         state.value = Some(Arc::clone(&value));
         state.fetched = Some(now);
+        state.failed = None;
         state.expires = now + self.ttl;
         state.refresh_at = now + self.ttl.mul_f64(0.8);
         Ok(value)

@@ -143,6 +143,16 @@ impl CredentialSpec {
         }
     }
 
+    /// Whether resolving needs the running gateway (its runtime for
+    /// `command`, its vault for `stored`) rather than just the environment
+    /// and the file system.
+    pub fn needs_gateway(&self) -> bool {
+        matches!(
+            self,
+            CredentialSpec::Command { .. } | CredentialSpec::Stored { .. }
+        )
+    }
+
     /// The source kind, for messages (`env`, `file`, `dotenv`, `command`, `stored`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -705,3 +705,52 @@ async fn a_configured_master_key_is_checked_at_open_even_with_no_rows() {
     let vault = StoredCredentials::open(store, good).await.unwrap();
     assert_eq!(vault.master_key_id().as_deref(), Some(key(3).id()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_command_is_not_rerun_by_every_waiting_request() {
+    let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Err(()), Err(()), Ok(SECRET_B)]);
+    let c = Credential::from_command(vec!["vault".into()], Duration::from_secs(10), runner)
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert!(c.current().await.is_err());
+    assert!(c.current().await.is_err());
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "second request got the recent failure"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(c.current().await.is_err());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(value(&c).await, SECRET_B);
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn sync_resolution_covers_env_file_and_dotenv_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), SECRET_A).unwrap();
+    let vars = env(&[("K", SECRET_B)]);
+    let file = Credential::resolve_sync(
+        &CredentialSpec::File { file: "key".into() },
+        &vars,
+        Some(dir.path()),
+    )
+    .unwrap();
+    assert!(file.hint().ends_with("…1111"));
+    assert!(file.source_label().starts_with("file:"));
+    let from_env =
+        Credential::resolve_sync(&CredentialSpec::Env { env: "K".into() }, &vars, None).unwrap();
+    assert_eq!(from_env.hint(), "env:K …2222");
+    for spec in [
+        CredentialSpec::Stored { stored: "x".into() },
+        CredentialSpec::Command {
+            command: vec!["true".into()],
+            ttl: None,
+        },
+    ] {
+        assert!(spec.needs_gateway());
+        assert!(Credential::resolve_sync(&spec, &vars, None).is_err());
+    }
+}
