@@ -664,3 +664,134 @@ async fn cli_rekey_rewraps_every_data_key_offline() {
     assert_eq!(reopened.secret("b").unwrap().expose_secret(), SECRET_2);
     assert_ne!(reopened.master_key_id().unwrap(), old_id);
 }
+
+/// A second node on the same PostgreSQL database follows a rotation made
+/// through the first node's admin API once it refreshes.
+#[tokio::test]
+async fn another_node_follows_rotation_and_deletion_on_postgres() {
+    use keygate::credentials::{MasterKey, MasterKeySource, StoredCredentials};
+    use keygate::store::postgres::PostgresStore;
+    use std::sync::Arc;
+    let master = MasterKey::from_bytes([5; 32]);
+    let b64 = master.to_base64();
+    let master_env = b64.expose_secret().to_string();
+    let gw = TestGateway::start_with(Backend::Postgres, MockOptions::default(), move |_| {
+        (
+            String::new(),
+            BTreeMap::from([("KEYGATE_MASTER_KEY".to_string(), master_env)]),
+        )
+    })
+    .await;
+    let url = gw.state.config.database_url_secret().unwrap().to_string();
+    let (status, text) = call(
+        &gw,
+        Method::POST,
+        "/provider-credentials",
+        Some(json!({"name": "shared", "secret": SECRET_1})),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["master_key_id"],
+        master.id()
+    );
+
+    let other_store: Arc<dyn keygate::store::Store> =
+        Arc::new(PostgresStore::connect(&url).await.unwrap());
+    let node_b =
+        StoredCredentials::open(Arc::clone(&other_store), MasterKeySource::Env(b64.clone()))
+            .await
+            .unwrap();
+    assert_eq!(node_b.secret("shared").unwrap().expose_secret(), SECRET_1);
+
+    let (status, _) = call(
+        &gw,
+        Method::PUT,
+        "/provider-credentials/shared",
+        Some(json!({"secret": SECRET_2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    node_b.refresh().await.unwrap();
+    assert_eq!(node_b.secret("shared").unwrap().expose_secret(), SECRET_2);
+
+    let (status, _) = call(&gw, Method::DELETE, "/provider-credentials/shared", None).await;
+    assert_eq!(status, 200);
+    node_b.refresh().await.unwrap();
+    assert!(node_b.secret("shared").is_err());
+
+    // A node whose master key did not seal the rows refuses to open them.
+    call(
+        &gw,
+        Method::POST,
+        "/provider-credentials",
+        Some(json!({"name": "again", "secret": SECRET_1})),
+    )
+    .await;
+    let wrong = MasterKeySource::Env(MasterKey::from_bytes([6; 32]).to_base64());
+    let err = StoredCredentials::open(other_store, wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("again") && err.to_string().contains(master.id()),
+        "{err}"
+    );
+    gw.finish().await;
+}
+
+/// `keygate serve` with the wrong master key refuses to start, saying why.
+#[tokio::test]
+async fn a_gateway_with_the_wrong_master_key_refuses_to_start() {
+    use keygate::config::{Config, RawConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = |master: Option<&str>| {
+        let mut env = BTreeMap::from([
+            ("KEYGATE_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            (
+                "KEYGATE_DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+            ("OPENAI_API_KEY".to_string(), "sk-unused".to_string()),
+        ]);
+        if let Some(master) = master {
+            env.insert("KEYGATE_MASTER_KEY".into(), master.into());
+        }
+        Config::from_raw(RawConfig::default(), &env).unwrap()
+    };
+    let first = keygate::server::start(config(None)).await.unwrap();
+    first
+        .state()
+        .credentials
+        .create(
+            "p",
+            None,
+            secrecy::SecretString::from(SECRET_1.to_string()),
+            1,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        dir.path().join("master.key").exists(),
+        "generated on first need"
+    );
+    drop(first);
+    let other = keygate::credentials::MasterKey::from_bytes([9; 32]).to_base64();
+    let err = keygate::server::start(config(Some(other.expose_secret())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("master key") && err.contains("rekey"), "{err}");
+    assert!(!err.contains(other.expose_secret()));
+    // The generated key still opens them.
+    let again = keygate::server::start(config(None)).await.unwrap();
+    assert_eq!(
+        again
+            .state()
+            .credentials
+            .secret("p")
+            .unwrap()
+            .expose_secret(),
+        SECRET_1
+    );
+}
