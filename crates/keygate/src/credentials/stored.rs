@@ -213,6 +213,8 @@ impl StoredCredentials {
     /// Follow changes made on other nodes: re-read rows whose `updated_at`
     /// differs from what is in memory, forget deleted ones.
     pub async fn refresh(&self) -> Result<(), CredentialError> {
+        // Entries this node wrote after the list was taken are newer than it.
+        let started = crate::time::now_ms();
         let versions = self.inner.store.provider_credential_versions().await?;
         let changed: Vec<String> = {
             let cache = self.read();
@@ -226,7 +228,9 @@ impl StoredCredentials {
         };
         {
             let mut cache = self.write();
-            cache.retain(|name, _| versions.iter().any(|(n, _)| n == name));
+            cache.retain(|name, entry| {
+                entry.updated_at >= started || versions.iter().any(|(n, _)| n == name)
+            });
         }
         for name in changed {
             if let Err(e) = self.reload(&name).await {
@@ -396,11 +400,18 @@ pub async fn rekey(
 pub(super) struct StoredSource {
     vault: StoredCredentials,
     name: String,
+    /// When an invalidation last re-read the row: a burst of upstream 401s
+    /// reads the store once, not once per request.
+    invalidated: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl StoredSource {
     pub(super) fn new(vault: StoredCredentials, name: String) -> Self {
-        StoredSource { vault, name }
+        StoredSource {
+            vault,
+            name,
+            invalidated: std::sync::Mutex::new(None),
+        }
     }
 
     pub(super) fn current(&self) -> Result<Arc<SecretString>, CredentialError> {
@@ -409,6 +420,17 @@ impl StoredSource {
 
     /// Re-read this credential from the store in the background.
     pub(super) fn invalidate(&self) {
+        let now = tokio::time::Instant::now();
+        {
+            let mut last = self
+                .invalidated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| now < t + Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(now);
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let vault = self.vault.clone();
             let name = self.name.clone();

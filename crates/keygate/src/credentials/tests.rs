@@ -754,3 +754,41 @@ fn sync_resolution_covers_env_file_and_dotenv_only() {
         assert!(Credential::resolve_sync(&spec, &vars, None).is_err());
     }
 }
+
+#[tokio::test]
+async fn invalidating_a_stored_credential_rereads_it_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path()).await;
+    let source = MasterKeySource::Env(key(4).to_base64());
+    let serving = StoredCredentials::open(Arc::clone(&store), source.clone())
+        .await
+        .unwrap();
+    let admin = StoredCredentials::open(Arc::clone(&store), source)
+        .await
+        .unwrap();
+    admin
+        .create("p", None, SecretString::from(SECRET_A.to_string()), 1)
+        .await
+        .unwrap();
+    serving.refresh().await.unwrap();
+    let vars = env(&[]);
+    let c = Credential::resolve(
+        &CredentialSpec::Stored { stored: "p".into() },
+        &ctx(&vars, Some(&serving)),
+    )
+    .await
+    .unwrap();
+    admin
+        .replace("p", SecretString::from(SECRET_B.to_string()), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(value(&c).await, SECRET_A, "not yet refreshed");
+    c.invalidate();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while value(&c).await != SECRET_B {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the invalidation re-read the row");
+}
