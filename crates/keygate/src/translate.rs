@@ -75,7 +75,9 @@ impl TranslateError {
     /// The client-facing error.
     pub fn into_api_error(self) -> ApiError {
         match self {
-            TranslateError::Unsupported { .. } => ApiError::invalid_request(format!("{self}.")),
+            TranslateError::Unsupported { .. } => {
+                ApiError::invalid_request(format!("{self}."))
+            }
             TranslateError::Invalid { message, .. } => ApiError::invalid_request(message),
             TranslateError::Upstream(detail) => {
                 tracing::warn!(%detail, "untranslatable upstream answer");
@@ -244,11 +246,7 @@ impl StreamTranslator {
                 StreamEvent::Done => self.done = true,
                 _ => {}
             }
-            let sink = if self.holding {
-                &mut self.held
-            } else {
-                &mut *out
-            };
+            let sink = if self.holding { &mut self.held } else { &mut *out };
             self.encoder.encode(&event, sink)?;
         }
         Ok(())

@@ -1,24 +1,18 @@
 //! The gemini format: requests, responses and streams to and from the IR.
 
 use super::ir::{ChatRequest, ChatResponse, StreamEvent};
-use super::{Format, StreamDecoder, StreamEncoder, TranslateError};
+use super::{StreamDecoder, StreamEncoder, TranslateError, Format};
 
 const FORMAT: Format = Format::Gemini;
 
 /// Parse a request body.
 pub fn parse_request(_body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    Err(TranslateError::Unsupported {
-        feature: "translation from this format".into(),
-        target: FORMAT,
-    })
+    Err(TranslateError::Unsupported { feature: "translation from this format".into(), target: FORMAT })
 }
 
 /// Render a request body.
 pub fn render_request(_request: &ChatRequest) -> Result<Vec<u8>, TranslateError> {
-    Err(TranslateError::Unsupported {
-        feature: "translation".into(),
-        target: FORMAT,
-    })
+    Err(TranslateError::Unsupported { feature: "translation".into(), target: FORMAT })
 }
 
 /// Parse a complete response body.
@@ -52,9 +46,7 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder showing the client `model`.
     pub fn new(model: &str) -> Self {
-        Encoder {
-            model: model.to_string(),
-        }
+        Encoder { model: model.to_string() }
     }
 }
 
