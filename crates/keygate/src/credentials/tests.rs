@@ -792,3 +792,22 @@ async fn invalidating_a_stored_credential_rereads_it_from_the_store() {
     .await
     .expect("the invalidation re-read the row");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn envelope_round_trips_any_secret_under_any_name(
+        name in "[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+        secret in "\\PC{1,200}",
+        flip in 0usize..1000,
+    ) {
+        let master = key(11);
+        let sealed = envelope::seal(&master, &name, &SecretString::from(secret.clone())).unwrap();
+        let opened = envelope::open(&master, &name, &sealed).unwrap();
+        proptest::prop_assert_eq!(opened.expose_secret(), secret.as_str());
+        let mut tampered = sealed.clone();
+        let at = flip % tampered.ciphertext.len();
+        tampered.ciphertext[at] ^= 0x80;
+        proptest::prop_assert!(envelope::open(&master, &name, &tampered).is_err());
+    }
+}

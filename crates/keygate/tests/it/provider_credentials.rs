@@ -728,14 +728,23 @@ async fn another_node_follows_rotation_and_deletion_on_postgres() {
         Some(json!({"name": "again", "secret": SECRET_1})),
     )
     .await;
-    let wrong = MasterKeySource::Env(MasterKey::from_bytes([6; 32]).to_base64());
-    let err = StoredCredentials::open(other_store, wrong)
+    let new_master = MasterKey::from_bytes([6; 32]);
+    let wrong = MasterKeySource::Env(new_master.to_base64());
+    let err = StoredCredentials::open(Arc::clone(&other_store), wrong.clone())
         .await
         .unwrap_err();
     assert!(
         err.to_string().contains("again") && err.to_string().contains(master.id()),
         "{err}"
     );
+
+    // Master-key rotation on PostgreSQL: afterwards the new key opens them.
+    let count = keygate::credentials::rekey(other_store.as_ref(), &master, &new_master)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let rotated = StoredCredentials::open(other_store, wrong).await.unwrap();
+    assert_eq!(rotated.secret("again").unwrap().expose_secret(), SECRET_1);
     gw.finish().await;
 }
 
