@@ -176,8 +176,10 @@ pub struct ResolveContext<'a> {
 }
 
 impl Credential {
-    /// Resolve `spec`: read the environment, the file or the vault, or run
-    /// the command, once now, so that a misconfiguration fails at startup.
+    /// Resolve `spec`: read the environment or the file, or run the
+    /// command, once now, so that a misconfiguration fails at startup. A
+    /// `stored` name not stored yet only warns (it can be added through the
+    /// admin API once the gateway runs).
     pub async fn resolve(
         spec: &CredentialSpec,
         ctx: &ResolveContext<'_>,
@@ -202,7 +204,12 @@ impl Credential {
             CredentialSpec::Stored { stored } => {
                 let vault = ctx.stored.ok_or(CredentialError::NoVault)?;
                 let source = stored::StoredSource::new(vault.clone(), stored.clone());
-                source.current()?;
+                // Not stored yet is no startup error: the admin API that
+                // stores it needs the gateway running. Requests get
+                // `NotStored` until it is added (any node picks it up).
+                if let Err(e) = source.current() {
+                    tracing::warn!(error = %e, "provider credential not stored yet; requests needing it fail until it is added");
+                }
                 (format!("stored:{stored}"), Source::Stored(source))
             }
         };

@@ -644,16 +644,26 @@ async fn vault_stores_rotates_follows_other_nodes_and_rekeys() {
         node_b.secret("gone"),
         Err(CredentialError::NotStored { .. })
     ));
+    // A name not stored (yet) resolves, fails requests, and serves once added.
+    let later = Credential::resolve(
+        &CredentialSpec::Stored {
+            stored: "gone".into(),
+        },
+        &ctx(&vars, Some(&node_b)),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
-        Credential::resolve(
-            &CredentialSpec::Stored {
-                stored: "gone".into()
-            },
-            &ctx(&vars, Some(&node_b))
-        )
-        .await,
+        later.current().await,
         Err(CredentialError::NotStored { .. })
     ));
+    assert_eq!(later.hint(), "stored:gone");
+    node_a
+        .create("gone", None, SecretString::from(SECRET_A.to_string()), 6)
+        .await
+        .unwrap();
+    node_b.refresh().await.unwrap();
+    assert_eq!(value(&later).await, SECRET_A);
     assert!(matches!(
         Credential::resolve(&spec, &ctx(&vars, None)).await,
         Err(CredentialError::NoVault)
@@ -662,7 +672,7 @@ async fn vault_stores_rotates_follows_other_nodes_and_rekeys() {
     // Master-key rotation, offline.
     let old = source.load(false).await.unwrap().unwrap();
     let new = key(42);
-    assert_eq!(rekey(store.as_ref(), &old, &new).await.unwrap(), 1);
+    assert_eq!(rekey(store.as_ref(), &old, &new).await.unwrap(), 2);
     assert_eq!(
         rekey(store.as_ref(), &old, &new).await.unwrap(),
         0,
