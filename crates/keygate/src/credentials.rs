@@ -12,6 +12,22 @@
 //! Stored secrets are sealed with an AES-256-GCM envelope ([`envelope`])
 //! under a master key ([`master_key`]); [`StoredCredentials`] is the vault
 //! that decrypts them into memory and follows changes made on other nodes.
+//!
+//! # Wiring a provider
+//!
+//! - Configuration embeds a [`CredentialSpec`] (`api_key = { file = … }`).
+//!   While the config is validated (synchronously), `env`, `file` and
+//!   `dotenv` specs can be resolved with [`Credential::resolve_sync`];
+//!   [`CredentialSpec::needs_gateway`] tells which (`command`, `stored`)
+//!   must wait for the gateway.
+//! - In `server::start`, once the vault exists (`Shared::credentials`):
+//!   `Credential::resolve(&spec, &ResolveContext { env, base_dir, stored:
+//!   Some(&credentials) }).await`, with `env` the process environment
+//!   filled in from the `.env` file ([`DotEnvOverlay::for_config`]).
+//! - Per request: [`Credential::current`] gives the secret to send; when the
+//!   upstream answers 401/403, [`Credential::invalidate`] makes the next
+//!   request re-read the source. [`CredentialError::to_api_error`] is what
+//!   a client sees when no secret is available.
 
 mod command;
 pub mod dotenv;
@@ -127,6 +143,16 @@ pub enum CredentialError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl CredentialError {
+    /// What a client sees when a provider credential is unavailable: 503,
+    /// without details (which go to the log, not to clients).
+    pub fn to_api_error(&self) -> crate::error::ApiError {
+        crate::error::ApiError::unavailable(
+            "The gateway cannot reach this provider right now: its credential is unavailable.",
+        )
+    }
 }
 
 /// Where the secret of a resolved [`Credential`] lives.

@@ -821,3 +821,24 @@ proptest::proptest! {
         proptest::prop_assert!(envelope::open(&master, &name, &tampered).is_err());
     }
 }
+
+#[tokio::test]
+async fn env_credentials_after_startup_see_the_env_file_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let dotenv = dir.path().join(".env");
+    std::fs::write(&dotenv, format!("KG_TEST_ONLY_IN_FILE={SECRET_A}\n")).unwrap();
+    let mut config = crate::config::Config::from_raw(Default::default(), &env(&[])).unwrap();
+    config.env_file = Some(dotenv);
+    let overlay = DotEnvOverlay::for_config(&crate::config::ProcessEnv, &config).unwrap();
+    let c = Credential::resolve(
+        &CredentialSpec::Env {
+            env: "KG_TEST_ONLY_IN_FILE".into(),
+        },
+        &ctx(&overlay, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(value(&c).await, SECRET_A);
+    let error = CredentialError::MissingEnv { var: "X".into() }.to_api_error();
+    assert_eq!(error.status, 503);
+}
