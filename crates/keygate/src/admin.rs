@@ -1,6 +1,8 @@
 //! The admin API, `/admin/v1/…`: keys and usage. Every route requires an
 //! admin credential; data-plane keys get 403.
 
+mod provider_credentials;
+
 use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{key, KeyKind, ModelAllowlist};
 use crate::error::{ApiError, ErrorShape, ShapedError};
@@ -37,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
+        .merge(provider_credentials::routes())
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 

@@ -3,6 +3,7 @@
 mod admin_client;
 mod keys;
 mod output;
+mod provider_credentials;
 mod serve;
 mod usage;
 
@@ -50,6 +51,10 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Show usage totals by key and model.
     Usage(usage::UsageArgs),
+    /// Store, list, rotate and delete provider (upstream) secrets kept
+    /// encrypted in the database; rotate their master key.
+    #[command(subcommand)]
+    ProviderCredentials(provider_credentials::ProviderCredentialsCommand),
 }
 
 /// Output format of operator commands.
@@ -85,6 +90,9 @@ pub fn run() -> ExitCode {
             Command::MockProvider(options) => crate::mock::run(options).await,
             Command::Keys(command) => keys::run(command, &cli.target).await,
             Command::Usage(args) => usage::run(args, &cli.target).await,
+            Command::ProviderCredentials(command) => {
+                provider_credentials::run(command, &cli.target).await
+            }
         }
     });
     report(result)

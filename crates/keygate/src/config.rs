@@ -81,6 +81,16 @@ pub struct RawConfig {
     pub workers: Option<usize>,
     /// `KEYGATE_ENVIRONMENTS` (comma-separated)
     pub environments: Option<Vec<String>>,
+    /// `KEYGATE_ENV_FILE`: a `.env` file whose variables fill in what the
+    /// process environment lacks (default: `.env` in the working directory,
+    /// if it exists).
+    pub env_file: Option<PathBuf>,
+    /// `KEYGATE_MASTER_KEY_FILE`: file holding the master key (base64 of 32
+    /// bytes) that seals stored provider credentials.
+    pub master_key_file: Option<PathBuf>,
+    /// `KEYGATE_MASTER_KEY_COMMAND`: command printing the master key (split
+    /// on whitespace, run without a shell).
+    pub master_key_command: Option<String>,
     /// Model aliases: `alias = "provider/model"`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
@@ -123,6 +133,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// `KEYGATE_SERVER_SECRET`: the pepper, when not kept in `data_dir`.
     pub server_secret: Option<SecretString>,
+    /// The `.env` file [`Config::load`] read, if any.
+    pub env_file: Option<PathBuf>,
+    /// Where the master key of stored provider credentials comes from.
+    pub master_key: crate::credentials::MasterKeySource,
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -206,7 +220,17 @@ impl Config {
             Some(path) => read_file(path)?,
             None => RawConfig::default(),
         };
-        Config::from_raw(raw, env)
+        let env_file = crate::credentials::dotenv::env_file_path(env, raw.env_file.as_deref())
+            .map_err(|e| invalid("env_file / KEYGATE_ENV_FILE", e.to_string()))?;
+        let vars = match &env_file {
+            Some(path) => crate::credentials::dotenv::DotEnvVars::read(path)
+                .map_err(|e| invalid("env_file / KEYGATE_ENV_FILE", e.to_string()))?,
+            None => Default::default(),
+        };
+        let overlay = crate::credentials::DotEnvOverlay::new(env, vars);
+        let mut config = Config::from_raw(raw, &overlay)?;
+        config.env_file = env_file;
+        Ok(config)
     }
 
     /// Overlay `env` on `raw` and validate.
@@ -291,6 +315,14 @@ impl Config {
             }
         }
 
+        let master_key = crate::credentials::MasterKeySource::from_settings(
+            env,
+            raw.master_key_file,
+            raw.master_key_command,
+            &data_dir,
+        )
+        .map_err(|e| invalid("master_key_file / KEYGATE_MASTER_KEY*", e.to_string()))?;
+
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -354,6 +386,8 @@ impl Config {
             aliases: raw.aliases,
             providers,
             server_secret: env.var("KEYGATE_SERVER_SECRET").map(SecretString::from),
+            env_file: None,
+            master_key,
         })
     }
 

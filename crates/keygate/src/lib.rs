@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod ledger;
 pub mod mock;

@@ -37,6 +37,9 @@ pub enum StartError {
     /// The server secret does not match the one the database was created with.
     #[error("the server secret (KEYGATE_SERVER_SECRET or server.secret in the data directory) is not the one this database was created with; every stored key would be rejected. Restore the original secret.")]
     PepperMismatch,
+    /// Stored provider credentials (master key missing or not theirs).
+    #[error("stored provider credentials: {0}")]
+    Credentials(#[from] crate::credentials::CredentialError),
     /// Providers.
     #[error("providers: {0}")]
     Providers(String),
@@ -74,6 +77,8 @@ pub struct Shared {
     pub ledger: Ledger,
     /// Providers and aliases.
     pub registry: Registry,
+    /// Stored provider credentials, decrypted in memory.
+    pub credentials: crate::credentials::StoredCredentials,
 }
 
 impl Deref for AppState {
@@ -386,6 +391,9 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     {
         return Err(StartError::PepperMismatch);
     }
+    let credentials =
+        crate::credentials::StoredCredentials::open(Arc::clone(&store), config.master_key.clone())
+            .await?;
     let keys = Arc::new(KeyCache::new(hasher));
     let watermark = load_keys(store.as_ref(), &keys).await?;
     if let Some(path) = bootstrap_admin(&config, store.as_ref(), &keys).await? {
@@ -434,12 +442,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         config.key_refresh_interval,
         watermark,
     );
+    credentials.spawn_refresh(config.key_refresh_interval);
     let state = AppState::new(Shared {
         config,
         keys,
         store: Arc::clone(&store),
         ledger,
         registry,
+        credentials,
     })?;
     println!(
         "keygate: listening on http://{local_addr} (store: {})",

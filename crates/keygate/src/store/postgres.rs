@@ -1,5 +1,6 @@
 //! The shared store for many nodes: PostgreSQL.
 
+use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
 use super::StoreError;
 use sqlx::postgres::PgPoolOptions;
@@ -26,3 +27,4 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore, Postgres, "postgres");
+impl_credential_store!(PostgresStore, Postgres);

@@ -9,6 +9,7 @@ mod support;
 
 mod admin;
 mod failover;
+mod provider_credentials;
 mod routing;
 mod store;
 mod streaming;
