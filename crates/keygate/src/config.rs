@@ -48,8 +48,8 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 mod provider;
 
 pub use provider::{
-    AwsConfig, AzureAdConfig, ProviderConfig, ProviderKind, RawAzureAd, RawProvider, VertexConfig,
-    DEFAULT_AZURE_API_VERSION,
+    AwsConfig, AzureAdConfig, ProviderConfig, ProviderKey, ProviderKind, RawAzureAd, RawProvider,
+    VertexConfig, DEFAULT_AZURE_API_VERSION,
 };
 
 /// The TOML file's schema. Every top-level setting can also be set from the
@@ -331,7 +331,10 @@ impl Config {
                     name,
                     *kind,
                     normalise_url(url_var, &base_url)?,
-                    SecretString::from(key),
+                    crate::credentials::Credential::fixed(
+                        format!("env:{key_var}"),
+                        SecretString::from(key),
+                    ),
                     Vec::new(),
                     true,
                 ));

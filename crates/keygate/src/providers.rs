@@ -10,7 +10,8 @@ pub mod gemini;
 pub mod openai;
 pub mod vertex;
 
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{Config, ProviderConfig, ProviderKey, ProviderKind};
+use crate::credentials::Credential;
 use crate::error::ApiError;
 use crate::translate::Format;
 use bytes::Bytes;
@@ -76,15 +77,8 @@ pub enum Failure {
 /// identity), with its health.
 #[derive(Debug)]
 pub struct UpstreamKey {
-    secret: Option<SecretString>,
+    credential: Option<Credential>,
     cooled_until_ms: AtomicI64,
-}
-
-impl UpstreamKey {
-    /// The key, for providers authenticated by one.
-    pub fn secret(&self) -> Option<&SecretString> {
-        self.secret.as_ref()
-    }
 }
 
 /// How a provider authenticates, and the state that needs (cached tokens).
@@ -168,15 +162,21 @@ impl Provider {
         let mut keys: Vec<UpstreamKey> = config
             .keys
             .iter()
-            .map(|secret| UpstreamKey {
-                secret: Some(secret.clone()),
-                cooled_until_ms: AtomicI64::new(0),
+            .map(|key| match key {
+                ProviderKey::Ready(credential) => Ok(UpstreamKey {
+                    credential: Some(credential.clone()),
+                    cooled_until_ms: AtomicI64::new(0),
+                }),
+                ProviderKey::AtStart(_) => Err(format!(
+                    "provider {}: a key was not resolved at start",
+                    config.name
+                )),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         if keys.is_empty() || !matches!(auth, Auth::Key) {
             // Token-authenticated providers have one identity.
             keys = vec![UpstreamKey {
-                secret: None,
+                credential: None,
                 cooled_until_ms: AtomicI64::new(0),
             }];
         }
@@ -302,6 +302,10 @@ impl Provider {
             );
         }
         if failure == Failure::KeyRefused {
+            // A rotated file or command output is re-read at once.
+            if let Some(credential) = self.keys.get(key).and_then(|k| k.credential.as_ref()) {
+                credential.invalidate();
+            }
             match &self.auth {
                 Auth::AzureAd(source) => source.forget(),
                 Auth::ServiceAccount(source) => source.forget(),
@@ -316,8 +320,25 @@ impl Provider {
         client: &reqwest::Client,
         call: &Call<'_>,
         key: usize,
+    ) -> Result<reqwest::RequestBuilder, (Failure, ApiError)> {
+        let secret = match self.keys.get(key).and_then(|k| k.credential.as_ref()) {
+            Some(credential) => Some(credential.current().await.map_err(|error| {
+                tracing::warn!(provider = %self.name, %error, "provider credential unavailable");
+                (Failure::KeyRefused, error.to_api_error())
+            })?),
+            None => None,
+        };
+        self.build(client, call, secret.as_deref())
+            .await
+            .map_err(|error| (Failure::Unavailable, error))
+    }
+
+    async fn build(
+        &self,
+        client: &reqwest::Client,
+        call: &Call<'_>,
+        secret: Option<&SecretString>,
     ) -> Result<reqwest::RequestBuilder, ApiError> {
-        let secret = self.keys.get(key).and_then(UpstreamKey::secret);
         let missing = || {
             ApiError::bad_gateway(format!(
                 "The upstream provider '{}' has no usable credential.",
@@ -495,7 +516,7 @@ impl Registry {
                 "mock",
                 ProviderKind::Mock,
                 base,
-                SecretString::from("mock"),
+                Credential::fixed("built-in mock", SecretString::from("mock")),
                 vec!["*".into()],
                 false,
             ));

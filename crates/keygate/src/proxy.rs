@@ -432,11 +432,7 @@ async fn send_upstream(
     call: &Call<'_>,
     key: usize,
 ) -> Result<reqwest::Response, (Failure, ApiError)> {
-    let request = route
-        .provider
-        .request(&state.http, call, key)
-        .await
-        .map_err(|error| (Failure::Unavailable, error))?;
+    let request = route.provider.request(&state.http, call, key).await?;
     // The first-byte timeout bounds the wait for the response head (then the
     // next upstream is tried); the whole-answer timeout bounds reading a
     // non-streamed body, and the relay's idle timeout a stream.

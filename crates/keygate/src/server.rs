@@ -347,6 +347,30 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         .block_on(async move { start(config).await?.run(shutdown_signal()).await })
 }
 
+/// Resolve the provider keys that need the runtime or the vault (commands,
+/// stored credentials), so a misconfigured one fails the start, not a request.
+async fn resolve_provider_keys(
+    config: &mut Config,
+    credentials: &crate::credentials::StoredCredentials,
+) -> Result<(), StartError> {
+    use crate::config::ProviderKey;
+    let env = crate::config::ProcessEnv;
+    let ctx = crate::credentials::ResolveContext {
+        env: &env,
+        base_dir: None,
+        stored: Some(credentials),
+    };
+    for provider in &mut config.providers {
+        for key in &mut provider.keys {
+            if let ProviderKey::AtStart(spec) = key {
+                let credential = crate::credentials::Credential::resolve(spec, &ctx).await?;
+                *key = ProviderKey::Ready(credential);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Serve the router on one listener until `shutdown` completes.
 async fn serve_listener(
     listener: tokio::net::TcpListener,
@@ -375,7 +399,7 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartE
 /// Open the store, load keys, bootstrap the admin credential, start the
 /// built-in mock if needed, the ledger writer and the key refresher, and
 /// bind the listener.
-pub async fn start(config: Config) -> Result<Gateway, StartError> {
+pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
         "creating data directory {}",
         config.data_dir.display()
@@ -426,6 +450,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         println!("keygate: providers: {}", names.join(", "));
         None
     };
+    resolve_provider_keys(&mut config, &credentials).await?;
     let registry = Registry::new(&config, mock_base).map_err(StartError::Providers)?;
 
     let (ledger, ledger_writer) =

@@ -2,6 +2,7 @@
 //! authenticates to each.
 
 use super::{invalid, normalise_url, ConfigError, Env};
+use crate::credentials::{Credential, CredentialSpec};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -53,12 +54,18 @@ pub struct RawProvider {
     /// Base URL (OpenAI style includes `/v1`; the others do not). Defaults
     /// to the provider's public endpoint where there is one.
     pub base_url: Option<String>,
-    /// Variable holding the provider key.
+    /// Variable holding the provider key (short for `api_key = { env = … }`).
     pub api_key_env: Option<String>,
     /// Several variables holding keys of the same account or deployment, to
     /// spread load over and fail over between.
     #[serde(default)]
     pub api_key_envs: Vec<String>,
+    /// The provider key from any source: `{ env = … }`, `{ file = … }`,
+    /// `{ dotenv = …, var = … }`, `{ command = […], ttl = … }`, `{ stored = … }`.
+    pub api_key: Option<CredentialSpec>,
+    /// Several keys, from any sources.
+    #[serde(default)]
+    pub api_keys: Vec<CredentialSpec>,
     /// Model globs this provider serves (for routing by bare model name).
     #[serde(default)]
     pub models: Vec<String>,
@@ -123,6 +130,16 @@ pub struct VertexConfig {
     pub service_account_file: PathBuf,
 }
 
+/// One provider key: resolved while configuration is validated (env, files),
+/// or when the gateway starts (commands, stored credentials).
+#[derive(Clone, Debug)]
+pub enum ProviderKey {
+    /// Ready to use.
+    Ready(Credential),
+    /// Resolved by `server::start`, which has the runtime and the vault.
+    AtStart(CredentialSpec),
+}
+
 /// A configured upstream provider, validated.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
@@ -134,7 +151,7 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// Provider keys (none for Azure AD, Bedrock and Vertex); never logged,
     /// never forwarded anywhere but this provider.
-    pub keys: Vec<SecretString>,
+    pub keys: Vec<ProviderKey>,
     /// Model globs served (empty: only by alias or `provider/model`).
     pub models: Vec<String>,
     /// Whether it came from a provider's standard environment variable (and
@@ -160,7 +177,7 @@ impl ProviderConfig {
         name: &str,
         kind: ProviderKind,
         base_url: String,
-        key: SecretString,
+        key: Credential,
         models: Vec<String>,
         from_env: bool,
     ) -> Self {
@@ -168,7 +185,7 @@ impl ProviderConfig {
             name: name.into(),
             kind,
             base_url,
-            keys: vec![key],
+            keys: vec![ProviderKey::Ready(key)],
             models,
             from_env,
             weight: 1,
@@ -199,17 +216,41 @@ pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigE
             "name must be 1-64 characters and contain no '/'",
         ));
     }
-    let mut key_vars: Vec<&String> = p.api_key_env.iter().collect();
-    key_vars.extend(p.api_key_envs.iter());
-    let keys = key_vars
+    let mut specs: Vec<CredentialSpec> = p
+        .api_key_env
         .iter()
-        .map(|var| secret_var(env, &setting, var))
-        .collect::<Result<Vec<_>, _>>()?;
+        .chain(p.api_key_envs.iter())
+        .map(|var| CredentialSpec::Env { env: var.clone() })
+        .collect();
+    specs.extend(p.api_key.iter().cloned());
+    specs.extend(p.api_keys.iter().cloned());
+    let keys = specs
+        .into_iter()
+        .map(|spec| {
+            if spec.needs_gateway() {
+                spec.validate()
+                    .map_err(|e| invalid(&setting, e.to_string()))?;
+                Ok(ProviderKey::AtStart(spec))
+            } else {
+                Credential::resolve_sync(&spec, env, None)
+                    .map(ProviderKey::Ready)
+                    .map_err(|e| invalid(&setting, e.to_string()))
+            }
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     let needs_key = match p.kind {
         ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini => true,
         ProviderKind::Azure => p.azure_ad.is_none(),
         ProviderKind::Bedrock | ProviderKind::Vertex | ProviderKind::Mock => false,
     };
+    let mut keys = keys;
+    if p.kind == ProviderKind::Mock && keys.is_empty() {
+        // The mock checks only that a key is present.
+        keys.push(ProviderKey::Ready(Credential::fixed(
+            "mock",
+            SecretString::from("mock"),
+        )));
+    }
     if needs_key && keys.is_empty() {
         return Err(invalid(
             &setting,

@@ -515,7 +515,9 @@ async fn azure_ad_token_then_chat() {
     assert_eq!(r.json()["choices"][0]["message"]["content"], EXPECTED);
 
     // A forged or foreign token is refused.
-    let forged = format!("Bearer {}0", &token[..token.len() - 1]);
+    // Change the last character (to one it is not already).
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let forged = format!("Bearer {}{last}", &token[..token.len() - 1]);
     let r = with_headers(
         &app,
         AZURE_CHAT,
