@@ -230,6 +230,30 @@ impl Provider {
         }
     }
 
+    /// The provider refused key `key` when it was `used`: re-read its source
+    /// (a rotated file, command output or stored secret) and say whether it
+    /// now holds another value, in which case the request is worth retrying
+    /// with it at once.
+    pub async fn reread_key(&self, key: usize, used: Option<&Arc<SecretString>>) -> bool {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let (Some(credential), Some(before)) =
+            (self.keys.get(key).and_then(|k| k.credential.as_ref()), used)
+        else {
+            return false;
+        };
+        credential.invalidate();
+        match credential.current().await {
+            Ok(after) => !bool::from(
+                before
+                    .expose_secret()
+                    .as_bytes()
+                    .ct_eq(after.expose_secret().as_bytes()),
+            ),
+            Err(_) => false,
+        }
+    }
+
     /// Whether it authenticates with short-lived tokens it fetches itself
     /// (a refused token is worth one retry with a fresh one).
     pub fn uses_tokens(&self) -> bool {
@@ -302,10 +326,6 @@ impl Provider {
             );
         }
         if failure == Failure::KeyRefused {
-            // A rotated file or command output is re-read at once.
-            if let Some(credential) = self.keys.get(key).and_then(|k| k.credential.as_ref()) {
-                credential.invalidate();
-            }
             match &self.auth {
                 Auth::AzureAd(source) => source.forget(),
                 Auth::ServiceAccount(source) => source.forget(),
@@ -320,7 +340,7 @@ impl Provider {
         client: &reqwest::Client,
         call: &Call<'_>,
         key: usize,
-    ) -> Result<reqwest::RequestBuilder, (Failure, ApiError)> {
+    ) -> Result<(reqwest::RequestBuilder, Option<Arc<SecretString>>), (Failure, ApiError)> {
         let secret = match self.keys.get(key).and_then(|k| k.credential.as_ref()) {
             Some(credential) => Some(credential.current().await.map_err(|error| {
                 tracing::warn!(provider = %self.name, %error, "provider credential unavailable");
@@ -328,9 +348,11 @@ impl Provider {
             })?),
             None => None,
         };
-        self.build(client, call, secret.as_deref())
+        let request = self
+            .build(client, call, secret.as_deref())
             .await
-            .map_err(|error| (Failure::Unavailable, error))
+            .map_err(|error| (Failure::Unavailable, error))?;
+        Ok((request, secret))
     }
 
     async fn build(

@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,7 +261,7 @@ async fn proxy(
     let mut attempts = Registry::attempts(&routes);
     attempts.truncate(MAX_ATTEMPTS);
     let mut index = 0;
-    let mut fresh_token_tried = false;
+    let mut refreshed = false;
     while let Some(attempt) = attempts.get(index) {
         index += 1;
         let route = &attempt.route;
@@ -303,8 +304,8 @@ async fn proxy(
             body: upstream_body,
             client_headers: &parts.headers,
         };
-        let upstream = match send_upstream(state, route, &call, attempt.key).await {
-            Ok(upstream) => upstream,
+        let (upstream, used_secret) = match send_upstream(state, route, &call, attempt.key).await {
+            Ok(sent) => sent,
             Err((failure, error)) => {
                 provider.penalize(attempt.key, failure);
                 if failure == Failure::Unavailable {
@@ -315,17 +316,27 @@ async fn proxy(
             }
         };
         if let Some((failure, error)) = retryable(&upstream, &provider.name, op) {
+            last_error = Some(error);
+            // A refused key whose source now holds another value (the
+            // operator rotated it) is retried at once with the new one; so
+            // is a refused short-lived token, with a freshly fetched one.
+            if failure == Failure::KeyRefused && !refreshed {
+                if provider.reread_key(attempt.key, used_secret.as_ref()).await {
+                    refreshed = true;
+                    index -= 1;
+                    continue;
+                }
+                if provider.uses_tokens() {
+                    refreshed = true;
+                    provider.penalize(attempt.key, failure);
+                    index -= 1;
+                    continue;
+                }
+            }
             provider.penalize(attempt.key, failure);
             if failure == Failure::Unavailable {
                 down.push(&provider.name);
             }
-            // A refused short-lived token (expired early, revoked) gets one
-            // more try with a freshly fetched one.
-            if failure == Failure::KeyRefused && provider.uses_tokens() && !fresh_token_tried {
-                fresh_token_tried = true;
-                index -= 1;
-            }
-            last_error = Some(error);
             continue;
         }
         let plan = Answer {
@@ -426,13 +437,14 @@ async fn respond(
     Ok(plain_response(status, content_type, body))
 }
 
+/// Send one attempt; returns the answer and the provider key it carried.
 async fn send_upstream(
     state: &AppState,
     route: &Route,
     call: &Call<'_>,
     key: usize,
-) -> Result<reqwest::Response, (Failure, ApiError)> {
-    let request = route.provider.request(&state.http, call, key).await?;
+) -> Result<(reqwest::Response, Option<Arc<SecretString>>), (Failure, ApiError)> {
+    let (request, secret) = route.provider.request(&state.http, call, key).await?;
     // The first-byte timeout bounds the wait for the response head (then the
     // next upstream is tried); the whole-answer timeout bounds reading a
     // non-streamed body, and the relay's idle timeout a stream.
@@ -446,7 +458,7 @@ async fn send_upstream(
     };
     match tokio::time::timeout(head_timeout, request.send()).await {
         Err(_) => Err((Failure::Unavailable, ApiError::gateway_timeout())),
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => Ok((response, secret)),
         Ok(Err(error)) if error.is_timeout() => {
             Err((Failure::Unavailable, ApiError::gateway_timeout()))
         }

@@ -112,6 +112,10 @@ struct State {
     /// [`MIN_RERUN`] of it get that error instead of running it again.
     failed: Option<(Instant, String)>,
     refreshing: bool,
+    /// An invalidation asked for the next run.
+    invalidation_pending: bool,
+    /// The current value came from a run an invalidation asked for.
+    from_invalidation: bool,
 }
 
 pub(super) struct CommandSource {
@@ -143,6 +147,8 @@ impl CommandSource {
                 fetched: None,
                 failed: None,
                 refreshing: false,
+                invalidation_pending: false,
+                from_invalidation: false,
             }),
             running: tokio::sync::Mutex::new(()),
         })
@@ -224,19 +230,24 @@ impl CommandSource {
         state.value = Some(Arc::clone(&value));
         state.fetched = Some(now);
         state.failed = None;
+        state.from_invalidation = std::mem::take(&mut state.invalidation_pending);
         state.expires = now + self.ttl;
         state.refresh_at = now + self.ttl.mul_f64(0.8);
         Ok(value)
     }
 
     /// The cached value is treated as expired: the next request runs the
-    /// command (unless it ran less than a second ago).
+    /// command. The first invalidation of a value always does (a rotation
+    /// right after a run is picked up); a value that an invalidation itself
+    /// produced is not invalidated again within a second, so a dead key
+    /// cannot make every request run the command.
     pub(super) fn invalidate(&self) {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.fetched.is_some_and(|t| now < t + MIN_RERUN) {
+        if state.from_invalidation && state.fetched.is_some_and(|t| now < t + MIN_RERUN) {
             return;
         }
+        state.invalidation_pending = true;
         state.expires = now;
     }
 

@@ -365,20 +365,23 @@ async fn failed_command_refresh_keeps_the_last_good_value_until_it_expires() {
 
 #[tokio::test(start_paused = true)]
 async fn command_invalidate_reruns_the_command_on_the_next_request() {
-    let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Ok(SECRET_B)]);
+    let secret_c = "sk-third-value-for-rotation-0003";
+    let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Ok(SECRET_B), Ok(secret_c)]);
     let c = Credential::from_command(vec!["aws".into()], Duration::from_secs(300), runner)
         .await
         .unwrap();
-    c.invalidate();
-    assert_eq!(
-        value(&c).await,
-        SECRET_A,
-        "ignored within a second of the last run"
-    );
-    tokio::time::advance(Duration::from_secs(2)).await;
+    // The first refusal of a value re-runs the command at once, even right
+    // after it ran (a rotation just after start is picked up).
     c.invalidate();
     assert_eq!(value(&c).await, SECRET_B);
-    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // The value that re-run produced is not invalidated again within a
+    // second: a dead key cannot make every request run the command.
+    c.invalidate();
+    assert_eq!(value(&c).await, SECRET_B, "debounced");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    c.invalidate();
+    assert_eq!(value(&c).await, secret_c);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

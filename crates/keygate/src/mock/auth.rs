@@ -427,7 +427,8 @@ pub(super) fn azure_denial(ctx: &Ctx<'_>) -> Option<Reply> {
     match (ctx.header("api-key"), ctx.state.auth().azure_api_key) {
         (None | Some(""), _) => Some(denied()),
         (Some(_), None) => None,
-        (Some(given), Some(want)) if given == want => None,
+        // Several keys, comma-separated, model a rotation's overlap.
+        (Some(given), Some(want)) if want.split(',').any(|k| k == given) => None,
         (Some(_), Some(_)) => Some(denied()),
     }
 }

@@ -26,7 +26,7 @@
 //! | `aws_access_key_id` | `--aws-access-key-id` (`AKIAKEYGATEMOCK00000`) | key Bedrock requests must be signed with; others → 403 `UnrecognizedClientException` |
 //! | `aws_secret_access_key` | `--aws-secret-access-key` (`keygate-mock-aws-secret-access-key`) | its secret; a wrong signature → 403 `InvalidSignatureException` |
 //! | `aws_session_token` | `--aws-session-token` (unset) | *clearable*; when set, `x-amz-security-token` must equal it (when unset, must be absent) |
-//! | `azure_api_key` | unset | *clearable*; when set, Azure `api-key` must equal it (else any non-empty key) |
+//! | `azure_api_key` | unset | *clearable*; when set, Azure `api-key` must equal it, or one of its comma-separated keys (a rotation's overlap); else any non-empty key |
 //! | `azure_client_id` | `keygate-mock-client` | Azure AD client; another → 400 `unauthorized_client` |
 //! | `azure_client_secret` | `keygate-mock-client-secret` | its secret; another → 401 `invalid_client` |
 //! | `azure_token_lifetime_s` | 3600 | lifetime of Azure AD tokens (0: born expired) |
