@@ -15,6 +15,7 @@ pub mod anthropic;
 pub mod converse;
 pub mod gemini;
 pub mod ir;
+mod json;
 pub mod openai;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use super::ir::{
     ChatRequest, ChatResponse, Image, Message, Part, ResponseFormat, Role, StopReason, StreamEvent,
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use super::openai::{
+use super::json::{
     arr, boolean, carries_nothing, invalid, join, number, obj, only_keys, optional, parse_body,
     parse_upstream, required, sse_event, string, unsigned, unsupported, untranslatable, up_str,
     up_u64,

@@ -18,6 +18,7 @@ use super::ir::{
     ChatRequest, ChatResponse, Image, Message, Part, ResponseFormat, Role, StopReason, StreamEvent,
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
+use super::json::{self, invalid, untranslatable};
 use super::{merge_usage, Format, StreamDecoder, StreamEncoder, TranslateError};
 
 const FORMAT: Format = Format::Converse;
@@ -27,20 +28,6 @@ const PRELUDE: usize = 12;
 /// AWS caps an event-stream message at 16 MiB; anything claiming more is
 /// refused before it is buffered.
 const MAX_FRAME: usize = 16 << 20;
-
-fn untranslatable(param: &str) -> TranslateError {
-    TranslateError::Invalid {
-        param: Some(param.to_string()),
-        message: format!("parameter '{param}' cannot be translated to another provider's format"),
-    }
-}
-
-fn invalid(param: &str, message: impl Into<String>) -> TranslateError {
-    TranslateError::Invalid {
-        param: Some(param.to_string()),
-        message: message.into(),
-    }
-}
 
 fn unsupported(feature: impl Into<String>) -> TranslateError {
     TranslateError::Unsupported {
@@ -60,40 +47,9 @@ fn fields(map: &Map<String, Value>) -> impl Iterator<Item = (&str, &Value)> {
         .map(|(k, v)| (k.as_str(), v))
 }
 
-fn as_object<'a>(value: &'a Value, param: &str) -> Result<&'a Map<String, Value>, TranslateError> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be an object")))
-}
-
-fn as_array<'a>(value: &'a Value, param: &str) -> Result<&'a Vec<Value>, TranslateError> {
-    value
-        .as_array()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be an array")))
-}
-
-fn as_string(value: &Value, param: &str) -> Result<String, TranslateError> {
-    value
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| invalid(param, format!("'{param}' must be a string")))
-}
-
-fn as_f64(value: &Value, param: &str) -> Result<f64, TranslateError> {
-    value
-        .as_f64()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be a number")))
-}
-
-fn as_u64(value: &Value, param: &str) -> Result<u64, TranslateError> {
-    value
-        .as_u64()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be a non-negative integer")))
-}
-
 /// An object with exactly one field (Converse's unions), as (name, value).
 fn union<'a>(value: &'a Value, param: &str) -> Result<(&'a str, &'a Value), TranslateError> {
-    let map = as_object(value, param)?;
+    let map = json::obj(value, param)?;
     let mut it = fields(map);
     match (it.next(), it.next()) {
         (Some(one), None) => Ok(one),
@@ -119,28 +75,28 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
         match name {
             "messages" => request.messages = parse_messages(value)?,
             "system" => {
-                for (i, block) in as_array(value, name)?.iter().enumerate() {
+                for (i, block) in json::arr(value, name)?.iter().enumerate() {
                     let p = format!("system[{i}]");
                     match union(block, &p)? {
-                        ("text", text) => {
-                            request.system.push(as_string(text, &format!("{p}.text"))?)
-                        }
+                        ("text", text) => request
+                            .system
+                            .push(json::owned_string(text, &format!("{p}.text"))?),
                         (other, _) => return Err(untranslatable(&format!("{p}.{other}"))),
                     }
                 }
             }
             "inferenceConfig" => {
-                for (field, v) in fields(as_object(value, name)?) {
+                for (field, v) in fields(json::obj(value, name)?) {
                     let p = format!("inferenceConfig.{field}");
                     match field {
-                        "maxTokens" => request.max_tokens = Some(as_u64(v, &p)?),
-                        "temperature" => request.temperature = Some(as_f64(v, &p)?),
-                        "topP" => request.top_p = Some(as_f64(v, &p)?),
+                        "maxTokens" => request.max_tokens = Some(json::unsigned(v, &p)?),
+                        "temperature" => request.temperature = Some(json::number(v, &p)?),
+                        "topP" => request.top_p = Some(json::number(v, &p)?),
                         "stopSequences" => {
-                            request.stop = as_array(v, &p)?
+                            request.stop = json::arr(v, &p)?
                                 .iter()
                                 .enumerate()
-                                .map(|(i, s)| as_string(s, &format!("{p}[{i}]")))
+                                .map(|(i, s)| json::owned_string(s, &format!("{p}[{i}]")))
                                 .collect::<Result<_, _>>()?;
                         }
                         _ => return Err(untranslatable(&p)),
@@ -149,17 +105,17 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             }
             "toolConfig" => parse_tool_config(value, &mut request)?,
             "additionalModelRequestFields" => {
-                for (field, v) in fields(as_object(value, name)?) {
+                for (field, v) in fields(json::obj(value, name)?) {
                     let p = format!("additionalModelRequestFields.{field}");
                     match field {
-                        "top_k" => request.top_k = Some(as_u64(v, &p)?),
+                        "top_k" => request.top_k = Some(json::unsigned(v, &p)?),
                         _ => return Err(untranslatable(&p)),
                     }
                 }
             }
             // In the URL for the REST API; harmless here since routing
             // decides the model.
-            "modelId" => request.model = as_string(value, name)?,
+            "modelId" => request.model = json::owned_string(value, name)?,
             _ => return Err(untranslatable(name)),
         }
     }
@@ -167,11 +123,11 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
 }
 
 fn parse_tool_config(value: &Value, request: &mut ChatRequest) -> Result<(), TranslateError> {
-    for (field, v) in fields(as_object(value, "toolConfig")?) {
+    for (field, v) in fields(json::obj(value, "toolConfig")?) {
         let p = format!("toolConfig.{field}");
         match field {
             "tools" => {
-                for (i, tool) in as_array(v, &p)?.iter().enumerate() {
+                for (i, tool) in json::arr(v, &p)?.iter().enumerate() {
                     let tp = format!("{p}[{i}]");
                     let spec = match union(tool, &tp)? {
                         ("toolSpec", spec) => spec,
@@ -183,11 +139,11 @@ fn parse_tool_config(value: &Value, request: &mut ChatRequest) -> Result<(), Tra
                         description: None,
                         parameters: json!({"type": "object", "properties": {}}),
                     };
-                    for (field, v) in fields(as_object(spec, &sp)?) {
+                    for (field, v) in fields(json::obj(spec, &sp)?) {
                         let fp = format!("{sp}.{field}");
                         match field {
-                            "name" => tool.name = as_string(v, &fp)?,
-                            "description" => tool.description = Some(as_string(v, &fp)?),
+                            "name" => tool.name = json::owned_string(v, &fp)?,
+                            "description" => tool.description = Some(json::owned_string(v, &fp)?),
                             "inputSchema" => match union(v, &fp)? {
                                 ("json", schema) => tool.parameters = schema.clone(),
                                 (other, _) => return Err(untranslatable(&format!("{fp}.{other}"))),
@@ -209,7 +165,7 @@ fn parse_tool_config(value: &Value, request: &mut ChatRequest) -> Result<(), Tra
                         let name = named.get("name").ok_or_else(|| {
                             invalid(&format!("{p}.tool.name"), "a tool choice needs a name")
                         })?;
-                        ToolChoice::Named(as_string(name, &format!("{p}.tool.name"))?)
+                        ToolChoice::Named(json::owned_string(name, &format!("{p}.tool.name"))?)
                     }
                     (other, _) => return Err(untranslatable(&format!("{p}.{other}"))),
                 });
@@ -222,15 +178,15 @@ fn parse_tool_config(value: &Value, request: &mut ChatRequest) -> Result<(), Tra
 
 fn parse_messages(value: &Value) -> Result<Vec<Message>, TranslateError> {
     let mut messages = Vec::new();
-    for (i, message) in as_array(value, "messages")?.iter().enumerate() {
+    for (i, message) in json::arr(value, "messages")?.iter().enumerate() {
         let param = format!("messages[{i}]");
         let mut role = None;
         let mut content = Vec::new();
-        for (field, v) in fields(as_object(message, &param)?) {
+        for (field, v) in fields(json::obj(message, &param)?) {
             let p = format!("{param}.{field}");
             match field {
                 "role" => {
-                    role = Some(match as_string(v, &p)?.as_str() {
+                    role = Some(match json::owned_string(v, &p)?.as_str() {
                         "user" => Role::User,
                         "assistant" => Role::Assistant,
                         _ => {
@@ -239,7 +195,7 @@ fn parse_messages(value: &Value) -> Result<Vec<Message>, TranslateError> {
                     })
                 }
                 "content" => {
-                    for (j, block) in as_array(v, &p)?.iter().enumerate() {
+                    for (j, block) in json::arr(v, &p)?.iter().enumerate() {
                         content.push(parse_block(block, &format!("{p}[{j}]"))?);
                     }
                 }
@@ -259,10 +215,10 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
     let (kind, v) = union(value, param)?;
     let p = format!("{param}.{kind}");
     Ok(match kind {
-        "text" => Part::Text(as_string(v, &p)?),
+        "text" => Part::Text(json::owned_string(v, &p)?),
         "image" => Part::Image(parse_image(v, &p)?),
         "toolUse" => {
-            let map = as_object(v, &p)?;
+            let map = json::obj(v, &p)?;
             let mut call = ToolCall {
                 id: String::new(),
                 name: String::new(),
@@ -271,8 +227,8 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
             for (field, v) in fields(map) {
                 let fp = format!("{p}.{field}");
                 match field {
-                    "toolUseId" => call.id = as_string(v, &fp)?,
-                    "name" => call.name = as_string(v, &fp)?,
+                    "toolUseId" => call.id = json::owned_string(v, &fp)?,
+                    "name" => call.name = json::owned_string(v, &fp)?,
                     "input" => call.arguments = v.clone(),
                     _ => return Err(untranslatable(&fp)),
                 }
@@ -283,7 +239,7 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
             Part::ToolCall(call)
         }
         "toolResult" => {
-            let map = as_object(v, &p)?;
+            let map = json::obj(v, &p)?;
             let mut result = ToolResult {
                 id: String::new(),
                 name: None,
@@ -293,9 +249,9 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
             for (field, v) in fields(map) {
                 let fp = format!("{p}.{field}");
                 match field {
-                    "toolUseId" => result.id = as_string(v, &fp)?,
+                    "toolUseId" => result.id = json::owned_string(v, &fp)?,
                     "status" => {
-                        result.is_error = match as_string(v, &fp)?.as_str() {
+                        result.is_error = match json::owned_string(v, &fp)?.as_str() {
                             "success" => false,
                             "error" => true,
                             _ => {
@@ -307,12 +263,12 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
                         }
                     }
                     "content" => {
-                        for (k, item) in as_array(v, &fp)?.iter().enumerate() {
+                        for (k, item) in json::arr(v, &fp)?.iter().enumerate() {
                             let ip = format!("{fp}[{k}]");
                             let (kind, v) = union(item, &ip)?;
                             let kp = format!("{ip}.{kind}");
                             result.content.push(match kind {
-                                "text" => Part::Text(as_string(v, &kp)?),
+                                "text" => Part::Text(json::owned_string(v, &kp)?),
                                 // Other formats take results as text.
                                 "json" => Part::Text(v.to_string()),
                                 "image" => Part::Image(parse_image(v, &kp)?),
@@ -336,12 +292,12 @@ fn parse_block(value: &Value, param: &str) -> Result<Part, TranslateError> {
 fn parse_image(value: &Value, param: &str) -> Result<Image, TranslateError> {
     let mut format = None;
     let mut data = None;
-    for (field, v) in fields(as_object(value, param)?) {
+    for (field, v) in fields(json::obj(value, param)?) {
         let p = format!("{param}.{field}");
         match field {
-            "format" => format = Some(as_string(v, &p)?),
+            "format" => format = Some(json::owned_string(v, &p)?),
             "source" => match union(v, &p)? {
-                ("bytes", bytes) => data = Some(as_string(bytes, &format!("{p}.bytes"))?),
+                ("bytes", bytes) => data = Some(json::owned_string(bytes, &format!("{p}.bytes"))?),
                 // An S3 location only Bedrock can read.
                 (other, _) => return Err(untranslatable(&format!("{p}.{other}"))),
             },

@@ -16,6 +16,7 @@ use super::ir::{
     ChatRequest, ChatResponse, Image, Message, Part, ResponseFormat, Role, StopReason, StreamEvent,
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
+use super::json::{self, invalid, untranslatable};
 use super::{merge_usage, Format, StreamDecoder, StreamEncoder, TranslateError};
 
 const FORMAT: Format = Format::Gemini;
@@ -26,20 +27,6 @@ const FORMAT: Format = Format::Gemini;
 /// carry signatures) have none, and Google documents this value for
 /// exactly that case. Older models ignore it.
 const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
-
-fn untranslatable(param: &str) -> TranslateError {
-    TranslateError::Invalid {
-        param: Some(param.to_string()),
-        message: format!("parameter '{param}' cannot be translated to another provider's format"),
-    }
-}
-
-fn invalid(param: &str, message: impl Into<String>) -> TranslateError {
-    TranslateError::Invalid {
-        param: Some(param.to_string()),
-        message: message.into(),
-    }
-}
 
 fn unsupported(feature: impl Into<String>) -> TranslateError {
     TranslateError::Unsupported {
@@ -86,57 +73,11 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn as_object<'a>(value: &'a Value, param: &str) -> Result<&'a Map<String, Value>, TranslateError> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be an object")))
-}
-
-fn as_array<'a>(value: &'a Value, param: &str) -> Result<&'a Vec<Value>, TranslateError> {
-    value
-        .as_array()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be an array")))
-}
-
-fn as_string(value: &Value, param: &str) -> Result<String, TranslateError> {
-    value
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| invalid(param, format!("'{param}' must be a string")))
-}
-
-fn as_f64(value: &Value, param: &str) -> Result<f64, TranslateError> {
-    value
-        .as_f64()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be a number")))
-}
-
-/// A non-negative integer; integral floats (`40.0`, as the Python SDK sends
-/// `top_k`) are accepted too.
-fn as_u64(value: &Value, param: &str) -> Result<u64, TranslateError> {
-    if let Some(n) = value.as_u64() {
-        return Ok(n);
-    }
-    match value.as_f64() {
-        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u32::MAX as f64 => Ok(f as u64),
-        _ => Err(invalid(
-            param,
-            format!("'{param}' must be a non-negative integer"),
-        )),
-    }
-}
-
-fn as_i64(value: &Value, param: &str) -> Result<i64, TranslateError> {
-    value
-        .as_i64()
-        .ok_or_else(|| invalid(param, format!("'{param}' must be an integer")))
-}
-
 fn string_list(value: &Value, param: &str) -> Result<Vec<String>, TranslateError> {
-    as_array(value, param)?
+    json::arr(value, param)?
         .iter()
         .enumerate()
-        .map(|(i, v)| as_string(v, &format!("{param}[{i}]")))
+        .map(|(i, v)| json::owned_string(v, &format!("{param}[{i}]")))
         .collect()
 }
 
@@ -199,7 +140,7 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             "toolConfig" => tool_config = Some((value, original)),
             // The SDK puts the model in the URL; a copy in the body is
             // harmless because routing decides the model anyway.
-            "model" => request.model = as_string(value, original)?,
+            "model" => request.model = json::owned_string(value, original)?,
             _ => return Err(untranslatable(original)),
         }
     }
@@ -217,15 +158,17 @@ fn parse_system(value: &Value, param: &str) -> Result<Vec<String>, TranslateErro
         return Ok(vec![text.to_string()]);
     }
     let mut texts = Vec::new();
-    for (name, original, v) in fields(as_object(value, param)?) {
+    for (name, original, v) in fields(json::obj(value, param)?) {
         match name.as_str() {
             "role" => {}
             "parts" => {
-                for (i, part) in as_array(v, &join(param, original))?.iter().enumerate() {
+                for (i, part) in json::arr(v, &join(param, original))?.iter().enumerate() {
                     let part_param = format!("{param}.{original}[{i}]");
-                    for (name, original, v) in fields(as_object(part, &part_param)?) {
+                    for (name, original, v) in fields(json::obj(part, &part_param)?) {
                         match name.as_str() {
-                            "text" => texts.push(as_string(v, &join(&part_param, original))?),
+                            "text" => {
+                                texts.push(json::owned_string(v, &join(&part_param, original))?)
+                            }
                             _ => return Err(untranslatable(&join(&part_param, original))),
                         }
                     }
@@ -244,25 +187,25 @@ fn parse_generation_config(
 ) -> Result<(), TranslateError> {
     let mut mime = None;
     let mut schema = None;
-    for (name, original, v) in fields(as_object(value, param)?) {
+    for (name, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         match name.as_str() {
-            "maxOutputTokens" => request.max_tokens = Some(as_u64(v, &p)?),
-            "temperature" => request.temperature = Some(as_f64(v, &p)?),
-            "topP" => request.top_p = Some(as_f64(v, &p)?),
-            "topK" => request.top_k = Some(as_u64(v, &p)?),
+            "maxOutputTokens" => request.max_tokens = Some(json::unsigned(v, &p)?),
+            "temperature" => request.temperature = Some(json::number(v, &p)?),
+            "topP" => request.top_p = Some(json::number(v, &p)?),
+            "topK" => request.top_k = Some(json::unsigned(v, &p)?),
             "stopSequences" => request.stop = string_list(v, &p)?,
-            "presencePenalty" => request.presence_penalty = Some(as_f64(v, &p)?),
-            "frequencyPenalty" => request.frequency_penalty = Some(as_f64(v, &p)?),
-            "seed" => request.seed = Some(as_i64(v, &p)?),
+            "presencePenalty" => request.presence_penalty = Some(json::number(v, &p)?),
+            "frequencyPenalty" => request.frequency_penalty = Some(json::number(v, &p)?),
+            "seed" => request.seed = Some(json::integer(v, &p)?),
             "candidateCount" => {
                 // Several candidates have no counterpart elsewhere; one is
                 // the default everywhere.
-                if as_u64(v, &p)? != 1 {
+                if json::unsigned(v, &p)? != 1 {
                     return Err(untranslatable(&p));
                 }
             }
-            "responseMimeType" => mime = Some((as_string(v, &p)?, p)),
+            "responseMimeType" => mime = Some((json::owned_string(v, &p)?, p)),
             "responseSchema" => schema = Some(openapi_to_json_schema(v)),
             "responseJsonSchema" => schema = Some(v.clone()),
             _ => return Err(untranslatable(&p)),
@@ -320,13 +263,13 @@ fn openapi_to_json_schema(value: &Value) -> Value {
 
 fn parse_tools(value: &Value, param: &str) -> Result<Vec<Tool>, TranslateError> {
     let mut tools = Vec::new();
-    for (i, tool) in as_array(value, param)?.iter().enumerate() {
+    for (i, tool) in json::arr(value, param)?.iter().enumerate() {
         let tool_param = format!("{param}[{i}]");
-        for (name, original, v) in fields(as_object(tool, &tool_param)?) {
+        for (name, original, v) in fields(json::obj(tool, &tool_param)?) {
             let p = join(&tool_param, original);
             match name.as_str() {
                 "functionDeclarations" => {
-                    for (j, decl) in as_array(v, &p)?.iter().enumerate() {
+                    for (j, decl) in json::arr(v, &p)?.iter().enumerate() {
                         tools.push(parse_declaration(decl, &format!("{p}[{j}]"))?);
                     }
                 }
@@ -343,11 +286,11 @@ fn parse_declaration(value: &Value, param: &str) -> Result<Tool, TranslateError>
     let mut name = None;
     let mut description = None;
     let mut parameters = None;
-    for (field, original, v) in fields(as_object(value, param)?) {
+    for (field, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         match field.as_str() {
-            "name" => name = Some(as_string(v, &p)?),
-            "description" => description = Some(as_string(v, &p)?),
+            "name" => name = Some(json::owned_string(v, &p)?),
+            "description" => description = Some(json::owned_string(v, &p)?),
             "parameters" => parameters = Some(openapi_to_json_schema(as_object_value(v, &p)?)),
             "parametersJsonSchema" => parameters = Some(as_object_value(v, &p)?.clone()),
             _ => return Err(untranslatable(&p)),
@@ -361,7 +304,7 @@ fn parse_declaration(value: &Value, param: &str) -> Result<Tool, TranslateError>
 }
 
 fn as_object_value<'a>(value: &'a Value, param: &str) -> Result<&'a Value, TranslateError> {
-    as_object(value, param).map(|_| value)
+    json::obj(value, param).map(|_| value)
 }
 
 fn parse_tool_config(
@@ -370,16 +313,16 @@ fn parse_tool_config(
     tools: &[Tool],
 ) -> Result<Option<ToolChoice>, TranslateError> {
     let mut choice = None;
-    for (name, original, v) in fields(as_object(value, param)?) {
+    for (name, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         match name.as_str() {
             "functionCallingConfig" => {
                 let mut mode = None;
                 let mut names = None;
-                for (name, original, v) in fields(as_object(v, &p)?) {
+                for (name, original, v) in fields(json::obj(v, &p)?) {
                     let q = join(&p, original);
                     match name.as_str() {
-                        "mode" => mode = Some((as_string(v, &q)?.to_ascii_uppercase(), q)),
+                        "mode" => mode = Some((json::owned_string(v, &q)?.to_ascii_uppercase(), q)),
                         "allowedFunctionNames" => names = Some((string_list(v, &q)?, q)),
                         _ => return Err(untranslatable(&q)),
                     }
@@ -414,15 +357,15 @@ fn parse_tool_config(
 fn parse_contents(value: &Value) -> Result<Vec<Message>, TranslateError> {
     let mut calls = Calls::default();
     let mut messages = Vec::new();
-    for (i, content) in as_array(value, "contents")?.iter().enumerate() {
+    for (i, content) in json::arr(value, "contents")?.iter().enumerate() {
         let param = format!("contents[{i}]");
         let mut role = Role::User;
         let mut parts = Vec::new();
-        for (name, original, v) in fields(as_object(content, &param)?) {
+        for (name, original, v) in fields(json::obj(content, &param)?) {
             let p = join(&param, original);
             match name.as_str() {
                 "role" => {
-                    role = match as_string(v, &p)?.as_str() {
+                    role = match json::owned_string(v, &p)?.as_str() {
                         "user" => Role::User,
                         "model" => Role::Assistant,
                         // The older API's role for function responses.
@@ -431,7 +374,7 @@ fn parse_contents(value: &Value) -> Result<Vec<Message>, TranslateError> {
                     }
                 }
                 "parts" => {
-                    for (j, part) in as_array(v, &p)?.iter().enumerate() {
+                    for (j, part) in json::arr(v, &p)?.iter().enumerate() {
                         if let Some(part) = parse_part(part, &format!("{p}[{j}]"), &mut calls)? {
                             parts.push(part);
                         }
@@ -454,10 +397,10 @@ fn parse_part(
     calls: &mut Calls,
 ) -> Result<Option<Part>, TranslateError> {
     let mut part = None;
-    for (name, original, v) in fields(as_object(value, param)?) {
+    for (name, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         let parsed = match name.as_str() {
-            "text" => Part::Text(as_string(v, &p)?),
+            "text" => Part::Text(json::owned_string(v, &p)?),
             "inlineData" => {
                 let (mime, data) = mime_and(v, &p, "data")?;
                 if !mime.starts_with("image/") {
@@ -523,11 +466,11 @@ fn mime_and(
 ) -> Result<(String, String), TranslateError> {
     let mut mime = None;
     let mut data = None;
-    for (name, original, v) in fields(as_object(value, param)?) {
+    for (name, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         match name.as_str() {
-            "mimeType" => mime = Some(as_string(v, &p)?),
-            n if n == data_field => data = Some(as_string(v, &p)?),
+            "mimeType" => mime = Some(json::owned_string(v, &p)?),
+            n if n == data_field => data = Some(json::owned_string(v, &p)?),
             _ => return Err(untranslatable(&p)),
         }
     }
@@ -555,11 +498,11 @@ fn id_name_and(
     let mut id = None;
     let mut name = None;
     let mut object = None;
-    for (field, original, v) in fields(as_object(value, param)?) {
+    for (field, original, v) in fields(json::obj(value, param)?) {
         let p = join(param, original);
         match field.as_str() {
-            "id" => id = Some(as_string(v, &p)?),
-            "name" => name = Some(as_string(v, &p)?),
+            "id" => id = Some(json::owned_string(v, &p)?),
+            "name" => name = Some(json::owned_string(v, &p)?),
             f if f == object_field => object = Some(as_object_value(v, &p)?.clone()),
             _ => return Err(untranslatable(&p)),
         }
