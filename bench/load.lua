@@ -1,12 +1,22 @@
 -- wrk script for bench/run.sh: the same OpenAI chat-completion POST for every
--- target. The data-plane key comes from the environment (BENCH_KEY) so that
--- it never appears on a command line or in output.
+-- target, or (BENCH_FORMAT=anthropic) the same question as an Anthropic
+-- Messages POST, which keygate translates for the OpenAI-format upstream.
+-- The data-plane key comes from the environment (BENCH_KEY) so that it never
+-- appears on a command line or in output.
 wrk.method = "POST"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_KEY")
-if key ~= nil and key ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. key
+if os.getenv("BENCH_FORMAT") == "anthropic" then
+  wrk.body = '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"hello there"}]}'
+  wrk.headers["anthropic-version"] = "2023-06-01"
+  if key ~= nil and key ~= "" then
+    wrk.headers["x-api-key"] = key
+  end
+else
+  wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
+  if key ~= nil and key ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. key
+  end
 end
 
 -- One parseable line; latencies in microseconds. err_status counts HTTP

@@ -290,10 +290,14 @@ log "preflight: all three targets answer 200 with a completion"
 
 # ------------------------------------------------------------------- load --
 declare -A R   # R[target.mode.field]
-TARGETS=(mock nginx keygate)
-declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR)
-declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock")
-declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID")
+# `translated`: the same keygate, asked in Anthropic's format for the
+# OpenAI-format model, so every request and answer is translated.
+TARGETS=(mock nginx keygate translated)
+declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR [translated]=$KG_ADDR)
+declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock" [translated]="kg translated")
+declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID" [translated]="$KG_PID")
+declare -A ROUTE=([mock]=/v1/chat/completions [nginx]=/v1/chat/completions [keygate]=/v1/chat/completions [translated]=/v1/messages)
+declare -A FORMAT=([mock]=openai [nginx]=openai [keygate]=openai [translated]=anthropic)
 
 # Idle CPU of each process over 2 s (a busy-polling or chatty background task
 # shows here, and would inflate CPU per request).
@@ -319,10 +323,10 @@ if [[ $BG_BUSY_PCT -ge 10 ]]; then
   log "WARNING: the machine is ${BG_BUSY_PCT}% busy with other work; the numbers will be skewed"
 fi
 
-# run_wrk THREADS CONNS DURATION URL OUTFILE
+# run_wrk THREADS CONNS DURATION URL OUTFILE [FORMAT]
 run_wrk() {
   local bound=$(( $(dur_secs "$3") + 30 ))
-  run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "$LUA" "$4" >"$5" 2>&1 \
+  BENCH_FORMAT=${6:-openai} run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "$LUA" "$4" >"$5" 2>&1 \
     || die "wrk failed or overran against $4: $(tail -n 5 "$5")"
   grep -q '^BENCH_RESULT ' "$5" || die "wrk printed no BENCH_RESULT line: $(tail -n 5 "$5")"
 }
@@ -336,7 +340,7 @@ measure() {
   local c0 m0 c1 m1 u0 s0 u1 s1 line kv k v
   read -r u0 s0 <<<"$(cpu_split "${pids[@]}")"
   m0=$(cpu_ticks "${mpids[@]}")
-  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}/v1/chat/completions" "$out"
+  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}${ROUTE[$t]}" "$out" "${FORMAT[$t]}"
   read -r u1 s1 <<<"$(cpu_split "${pids[@]}")"
   m1=$(cpu_ticks "${mpids[@]}")
   c0=$(( u0 + s0 )); c1=$(( u1 + s1 ))
@@ -356,7 +360,7 @@ measure() {
   R[$t.$mode.mock_cpu_us_per_req]=$(awk -v c=$(( m1 - m0 )) -v hz="$CLK_TCK" -v n="$req" 'BEGIN{printf "%.1f", (n>0)? c*1e6/hz/n : 0}')
   R[$t.$mode.rss_kb]=$(rss_kb "${pids[@]}")
   R[$t.$mode.errors]=$(( R[$t.$mode.err_connect] + R[$t.$mode.err_read] + R[$t.$mode.err_write] + R[$t.$mode.err_timeout] + R[$t.$mode.err_status] ))
-  [[ $t == keygate ]] && KG_SENT=$(( KG_SENT + req ))
+  [[ $t == keygate || $t == translated ]] && KG_SENT=$(( KG_SENT + req ))
   log "$(printf '%-16s c=%-3s %8s req/s  p50 %6s us  p99 %6s us  %7s CPU-us/req (user %s, sys %s; mock %s)  errors %s' \
     "${LABEL[$t]}" "$conns" "${R[$t.$mode.rps]}" "${R[$t.$mode.p50_us]}" "${R[$t.$mode.p99_us]}" \
     "${R[$t.$mode.cpu_us_per_req]}" "${R[$t.$mode.user_us_per_req]}" "${R[$t.$mode.sys_us_per_req]}" \
@@ -365,8 +369,8 @@ measure() {
 
 log "load: warm-up $WARMUP, then ${DURATION} at c=1 (1 thread) and ${DURATION} at c=$CONNS ($THREADS threads) per target"
 for t in "${TARGETS[@]}"; do
-  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}/v1/chat/completions" "$TMP/wrk-$t-warmup.out"
-  if [[ $t == keygate ]]; then
+  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}${ROUTE[$t]}" "$TMP/wrk-$t-warmup.out" "${FORMAT[$t]}"
+  if [[ $t == keygate || $t == translated ]]; then
     w=$(sed -n 's/^BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$TMP/wrk-$t-warmup.out")
     KG_SENT=$(( KG_SENT + ${w:-0} ))
   fi
@@ -390,6 +394,7 @@ CPU_RATIO_1=$(ratio "${R[keygate.c1.cpu_us_per_req]}" "${R[nginx.c1.cpu_us_per_r
 ADD_NGINX=$(( R[nginx.c1.p50_us] - R[mock.c1.p50_us] ))
 ADD_KG=$(( R[keygate.c1.p50_us] - R[mock.c1.p50_us] ))
 LAT_RATIO=$(ratio "$ADD_KG" "$ADD_NGINX")
+TR_RATIO_N=$(ratio "${R[translated.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}")
 
 echo
 echo "keygate benchmark — $(nproc) CPUs, $(uname -r), ${DURATION} per run, warm-up ${WARMUP}, c=1 (1 thread) / c=$CONNS ($THREADS threads)"
@@ -409,6 +414,7 @@ printf 'keygate/nginx CPU per request, c=%s:  %sx  (target <= %sx: %s)\n' "$CONN
 printf 'keygate/nginx CPU per request, c=1:   %sx  (target <= %sx: %s)\n' "$CPU_RATIO_1" "$CPU_TARGET" "$(verdict "$CPU_RATIO_1" "$CPU_TARGET")"
 printf 'added p50 latency at c=1 over the mock: nginx %s µs, keygate %s µs -> %sx  (target <= %sx: %s)\n' \
   "$ADD_NGINX" "$ADD_KG" "$LAT_RATIO" "$LAT_TARGET" "$(verdict "$LAT_RATIO" "$LAT_TARGET")"
+printf 'translation (Anthropic client -> OpenAI model) vs relay, CPU per request at c=%s: %sx\n' "$CONNS" "$TR_RATIO_N"
 printf 'keygate RSS after the run: %s MiB; idle CPU before the load (ms/s): mock %s, nginx %s, keygate %s\n' \
   "$(awk -v k="$KG_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')" "${IDLE[mock]}" "${IDLE[nginx]}" "${IDLE[keygate]}"
 if [[ $BG_BUSY_PCT -ge 10 ]]; then
@@ -417,7 +423,7 @@ fi
 printf 'keygate ledger: %s requests recorded, %s answered by keygate (wrk-completed + preflight; in-flight at cutoff may add a few)\n' \
   "$LEDGER_REQUESTS" "$KG_SENT"
 
-KG_ERRORS=$(( R[keygate.c1.errors] + R[keygate.cN.errors] ))
+KG_ERRORS=$(( R[keygate.c1.errors] + R[keygate.cN.errors] + R[translated.c1.errors] + R[translated.cN.errors] ))
 OTHER_ERRORS=$(( R[mock.c1.errors] + R[mock.cN.errors] + R[nginx.c1.errors] + R[nginx.cN.errors] ))
 if [[ $KG_ERRORS -ne 0 ]]; then
   echo
