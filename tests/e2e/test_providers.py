@@ -142,6 +142,11 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator
         json={"azure_api_key": azure_key, "azure_client_id": "e2e-client", "azure_client_secret": azure_ad_secret},
     ).raise_for_status()
     sa_path, sa_public, sa_email = _service_account(tmp, mock.url)
+    # The AWS secret key comes from a mounted file (the access key id and
+    # session token from the standard variables).
+    aws_secret_file = tmp / "aws-secret"
+    aws_secret_file.write_text(aws["secret"] + "\n")
+    aws_secret_file.chmod(0o600)
     config = tmp / "keygate.toml"
     aliases = {
         "m-openai": "oai/gpt-4o",
@@ -195,6 +200,7 @@ name = "br"
 kind = "bedrock"
 base_url = "{mock.url}"
 region = "{AWS_REGION}"
+aws_secret_access_key = {{ file = "{aws_secret_file}" }}
 
 [[providers]]
 name = "vx"
@@ -212,7 +218,6 @@ service_account_file = "{sa_path}"
         "E2E_AZ_KEY": azure_key,
         "E2E_AZAD_SECRET": azure_ad_secret,
         "AWS_ACCESS_KEY_ID": aws["id"],
-        "AWS_SECRET_ACCESS_KEY": aws["secret"],
         "AWS_SESSION_TOKEN": aws["token"],
         "GROQ_API_KEY": new_provider_key("gsk_"),
         "GROQ_BASE_URL": f"{mock.url}/v1",

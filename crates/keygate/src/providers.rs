@@ -385,7 +385,7 @@ impl Provider {
                     return Err(missing());
                 };
                 let url = bedrock::url(&self.base, call.model, call.stream)?;
-                return signer.sign(client, url, body, call.stream);
+                return signer.sign(client, url, body, call.stream).await;
             }
             (ProviderKind::Vertex, format) => {
                 let Auth::ServiceAccount(source) = &self.auth else {

@@ -361,7 +361,15 @@ async fn resolve_provider_keys(
         stored: Some(credentials),
     };
     for provider in &mut config.providers {
-        for key in &mut provider.keys {
+        let mut keys: Vec<&mut ProviderKey> = provider.keys.iter_mut().collect();
+        if let Some(ad) = provider.azure_ad.as_mut() {
+            keys.push(&mut ad.client_secret);
+        }
+        if let Some(aws) = provider.aws.as_mut() {
+            keys.push(&mut aws.secret_access_key);
+            keys.extend(aws.session_token.as_mut());
+        }
+        for key in keys {
             if let ProviderKey::AtStart(spec) = key {
                 let credential = crate::credentials::Credential::resolve(spec, &ctx).await?;
                 *key = ProviderKey::Ready(credential);

@@ -38,7 +38,9 @@ pub struct RawAzureAd {
     /// Application (client) id.
     pub client_id: String,
     /// Variable holding the client secret.
-    pub client_secret_env: String,
+    pub client_secret_env: Option<String>,
+    /// The client secret from any credential source (instead of the variable).
+    pub client_secret: Option<CredentialSpec>,
     /// Authority host (default `https://login.microsoftonline.com`).
     pub authority_url: Option<String>,
 }
@@ -86,6 +88,10 @@ pub struct RawProvider {
     pub aws_secret_access_key_env: Option<String>,
     /// Bedrock: variable holding a session token (default `AWS_SESSION_TOKEN`, optional).
     pub aws_session_token_env: Option<String>,
+    /// Bedrock: the secret key from any credential source (instead of the variable).
+    pub aws_secret_access_key: Option<CredentialSpec>,
+    /// Bedrock: a session token from any credential source (instead of the variable).
+    pub aws_session_token: Option<CredentialSpec>,
     /// Vertex: Google Cloud project (default: the key file's `project_id`).
     pub project: Option<String>,
     /// Vertex: location, e.g. `us-central1` or `global`.
@@ -103,7 +109,7 @@ pub struct AzureAdConfig {
     /// Application (client) id.
     pub client_id: String,
     /// Client secret.
-    pub client_secret: SecretString,
+    pub client_secret: ProviderKey,
 }
 
 /// AWS credentials and region for SigV4.
@@ -114,9 +120,9 @@ pub struct AwsConfig {
     /// Access key id.
     pub access_key_id: SecretString,
     /// Secret access key.
-    pub secret_access_key: SecretString,
+    pub secret_access_key: ProviderKey,
     /// Session token of temporary credentials.
-    pub session_token: Option<SecretString>,
+    pub session_token: Option<ProviderKey>,
 }
 
 /// Vertex AI project and service account.
@@ -138,6 +144,34 @@ pub enum ProviderKey {
     Ready(Credential),
     /// Resolved by `server::start`, which has the runtime and the vault.
     AtStart(CredentialSpec),
+}
+
+impl ProviderKey {
+    /// The credential, once resolved (always, after `server::start`).
+    pub fn ready(&self) -> Option<&Credential> {
+        match self {
+            ProviderKey::Ready(credential) => Some(credential),
+            ProviderKey::AtStart(_) => None,
+        }
+    }
+}
+
+/// Resolve a credential spec now when it needs nothing but the environment
+/// and files, or leave it for `server::start`.
+fn provider_key(
+    spec: CredentialSpec,
+    env: &dyn Env,
+    setting: &str,
+) -> Result<ProviderKey, ConfigError> {
+    if spec.needs_gateway() {
+        spec.validate()
+            .map_err(|e| invalid(setting, e.to_string()))?;
+        Ok(ProviderKey::AtStart(spec))
+    } else {
+        Credential::resolve_sync(&spec, env, None)
+            .map(ProviderKey::Ready)
+            .map_err(|e| invalid(setting, e.to_string()))
+    }
 }
 
 /// A configured upstream provider, validated.
@@ -226,17 +260,7 @@ pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigE
     specs.extend(p.api_keys.iter().cloned());
     let keys = specs
         .into_iter()
-        .map(|spec| {
-            if spec.needs_gateway() {
-                spec.validate()
-                    .map_err(|e| invalid(&setting, e.to_string()))?;
-                Ok(ProviderKey::AtStart(spec))
-            } else {
-                Credential::resolve_sync(&spec, env, None)
-                    .map(ProviderKey::Ready)
-                    .map_err(|e| invalid(&setting, e.to_string()))
-            }
-        })
+        .map(|spec| provider_key(spec, env, &setting))
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let needs_key = match p.kind {
         ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini => true,
@@ -287,7 +311,18 @@ pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigE
                 azure_ad = Some(AzureAdConfig {
                     token_url: format!("{authority}/{}/oauth2/v2.0/token", ad.tenant_id),
                     client_id: ad.client_id.clone(),
-                    client_secret: secret_var(env, &setting, &ad.client_secret_env)?,
+                    client_secret: match (&ad.client_secret, &ad.client_secret_env) {
+                        (Some(spec), None) => provider_key(spec.clone(), env, &setting)?,
+                        (None, Some(var)) => {
+                            provider_key(CredentialSpec::Env { env: var.clone() }, env, &setting)?
+                        }
+                        _ => {
+                            return Err(invalid(
+                                &setting,
+                                "azure_ad needs exactly one of client_secret and client_secret_env",
+                            ))
+                        }
+                    },
                 });
             }
             normalise_url(&setting, base)?
@@ -312,18 +347,29 @@ pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigE
                 own.clone().unwrap_or_else(|| standard.to_string())
             };
             let token_var = var(&p.aws_session_token_env, "AWS_SESSION_TOKEN");
+            let secret_spec =
+                p.aws_secret_access_key
+                    .clone()
+                    .unwrap_or_else(|| CredentialSpec::Env {
+                        env: var(&p.aws_secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
+                    });
+            let token_spec = match &p.aws_session_token {
+                Some(spec) => Some(spec.clone()),
+                // The standard variable is optional: temporary credentials only.
+                None => env.var(&token_var).map(|_| CredentialSpec::Env {
+                    env: token_var.clone(),
+                }),
+            };
             aws = Some(AwsConfig {
                 access_key_id: secret_var(
                     env,
                     &setting,
                     &var(&p.aws_access_key_id_env, "AWS_ACCESS_KEY_ID"),
                 )?,
-                secret_access_key: secret_var(
-                    env,
-                    &setting,
-                    &var(&p.aws_secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
-                )?,
-                session_token: env.var(&token_var).map(SecretString::from),
+                secret_access_key: provider_key(secret_spec, env, &setting)?,
+                session_token: token_spec
+                    .map(|spec| provider_key(spec, env, &setting))
+                    .transpose()?,
                 region: region.clone(),
             });
             default_url(&format!("https://bedrock-runtime.{region}.amazonaws.com"))?

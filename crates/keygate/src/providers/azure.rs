@@ -82,6 +82,9 @@ pub enum TokenError {
     /// It answered something else.
     #[error("token endpoint answered an unexpected body")]
     Malformed,
+    /// The client secret is unavailable.
+    #[error("client secret unavailable: {0}")]
+    Secret(String),
 }
 
 impl TokenSource {
@@ -108,19 +111,30 @@ impl TokenSource {
                 return Ok(Arc::clone(&c.token));
             }
         }
+        let secret = match self.config.client_secret.ready() {
+            Some(credential) => credential
+                .current()
+                .await
+                .map_err(|e| TokenError::Secret(e.to_string()))?,
+            None => return Err(TokenError::Secret("not resolved".into())),
+        };
         let response = self
             .http
             .post(&self.config.token_url)
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", self.config.client_id.as_str()),
-                ("client_secret", self.config.client_secret.expose_secret()),
+                ("client_secret", secret.expose_secret()),
                 ("scope", SCOPE),
             ])
             .send()
             .await
             .map_err(|e| TokenError::Unreachable(e.without_url().to_string()))?;
         if !response.status().is_success() {
+            // A rotated client secret (file, command, store) is re-read.
+            if let Some(credential) = self.config.client_secret.ready() {
+                credential.invalidate();
+            }
             return Err(TokenError::Refused(response.status().as_u16()));
         }
         let body: TokenResponse = response.json().await.map_err(|_| TokenError::Malformed)?;

@@ -1,7 +1,7 @@
 //! AWS Bedrock Runtime (Converse and ConverseStream), signed with SigV4 by
 //! the `aws-sigv4` crate.
 
-use crate::config::AwsConfig;
+use crate::config::{AwsConfig, ProviderKey};
 use crate::error::ApiError;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -37,6 +37,17 @@ pub fn url(base: &reqwest::Url, model: &str, stream: bool) -> Result<reqwest::Ur
     Ok(url)
 }
 
+/// The current value of one of the AWS secrets.
+async fn current(key: &ProviderKey) -> Result<std::sync::Arc<secrecy::SecretString>, ApiError> {
+    let unavailable =
+        || ApiError::bad_gateway("The upstream provider's AWS credentials are unavailable.");
+    let credential = key.ready().ok_or_else(unavailable)?;
+    credential.current().await.map_err(|error| {
+        tracing::warn!(%error, "AWS credential unavailable");
+        error.to_api_error()
+    })
+}
+
 /// Signs Bedrock requests with the configured AWS credentials.
 #[derive(Debug)]
 pub struct Signer {
@@ -50,7 +61,7 @@ impl Signer {
     }
 
     /// The signed request.
-    pub fn sign(
+    pub async fn sign(
         &self,
         client: &reqwest::Client,
         url: reqwest::Url,
@@ -67,13 +78,15 @@ impl Signer {
             "application/json"
         };
         let headers = [("content-type", "application/json"), ("accept", accept)];
+        let secret = current(&self.config.secret_access_key).await?;
+        let token = match &self.config.session_token {
+            Some(token) => Some(current(token).await?),
+            None => None,
+        };
         let identity: Identity = Credentials::new(
             self.config.access_key_id.expose_secret(),
-            self.config.secret_access_key.expose_secret(),
-            self.config
-                .session_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_string()),
+            secret.expose_secret(),
+            token.map(|t| t.expose_secret().to_string()),
             None,
             "keygate-config",
         )

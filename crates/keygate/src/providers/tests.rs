@@ -188,3 +188,42 @@ fn upstream_urls_keep_model_names_in_one_segment() {
         )
     );
 }
+
+#[test]
+fn azure_ad_and_aws_secrets_come_from_any_credential_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-a-file\n").unwrap();
+    let env: BTreeMap<String, String> =
+        [("AWS_ACCESS_KEY_ID".to_string(), "AKIA1".to_string())].into();
+    let file = secret.display();
+    let ok = format!(
+        "[[providers]]\nname = \"az\"\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\n\
+         azure_ad = {{ tenant_id = \"t\", client_id = \"c\", client_secret = {{ file = \"{file}\" }} }}\n\n\
+         [[providers]]\nname = \"br\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\n\
+         aws_secret_access_key = {{ file = \"{file}\" }}\n"
+    );
+    let config = Config::from_raw(toml::from_str(&ok).unwrap(), &env).unwrap();
+    let ad = config.providers[0].azure_ad.as_ref().unwrap();
+    assert!(ad.client_secret.ready().is_some());
+    let aws = config.providers[1].aws.as_ref().unwrap();
+    assert!(aws.secret_access_key.ready().is_some());
+    assert!(
+        aws.session_token.is_none(),
+        "no AWS_SESSION_TOKEN, no token"
+    );
+    // Exactly one source for the client secret.
+    let both = format!(
+        "[[providers]]\nname = \"az\"\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\n\
+         azure_ad = {{ tenant_id = \"t\", client_id = \"c\", client_secret_env = \"X\", client_secret = {{ file = \"{file}\" }} }}\n"
+    );
+    let error = Config::from_raw(toml::from_str(&both).unwrap(), &env).unwrap_err();
+    assert!(error.to_string().contains("exactly one"), "{error}");
+    // The secret key's source must be usable.
+    let missing = "[[providers]]\nname = \"br\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\n";
+    let error = Config::from_raw(toml::from_str(missing).unwrap(), &env).unwrap_err();
+    assert!(
+        error.to_string().contains("AWS_SECRET_ACCESS_KEY"),
+        "{error}"
+    );
+}
