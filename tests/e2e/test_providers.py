@@ -626,3 +626,39 @@ def test_each_provider_gets_its_own_authentication(matrix: Matrix) -> None:
         assert matrix.key not in json.dumps(rec), "the keygate key never reaches a provider"
     azure_rec = _last_request(matrix, "auth m-azure ")
     assert parse_qs(urlsplit("?" + (azure_rec.get("query") or "")).query)["api-version"]
+
+
+@pytest.mark.parametrize(
+    "alias, setting, token_path",
+    [
+        ("m-azure-ad", "azure_token_lifetime_s", "/e2e-tenant/oauth2/v2.0/token"),
+        ("m-vertex-gemini", "google_token_lifetime_s", "/token"),
+    ],
+)
+def test_short_lived_tokens_are_renewed_before_they_expire(matrix: Matrix, alias: str, setting: str, token_path: str) -> None:
+    def fetches() -> int:
+        return len([r for r in matrix.mock.requests() if r["path"] == token_path])
+
+    def ask_ok() -> None:
+        text = f"token {alias} {marker()}"
+        assert ask(matrix, "openai", alias, text).text == mock_reply(text)
+
+    try:
+        # Tokens that live 15 s are inside keygate's (Azure: 60 s) and
+        # gcp_auth's (Vertex: 20 s) renewal margin: each request gets a
+        # fresh one instead of sending one about to expire.
+        matrix.mock.http.put("/_mock/config", json={setting: 15}).raise_for_status()
+        ask_ok()  # the cached long-lived token may still serve this one
+        before = fetches()
+        for _ in range(3):
+            ask_ok()
+        assert fetches() == before + 3
+        # Long-lived tokens are cached: no fetch per request.
+        matrix.mock.http.put("/_mock/config", json={setting: 3600}).raise_for_status()
+        ask_ok()
+        before = fetches()
+        for _ in range(3):
+            ask_ok()
+        assert fetches() == before
+    finally:
+        matrix.mock.http.put("/_mock/config", json={setting: 3600}).raise_for_status()
