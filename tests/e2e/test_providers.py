@@ -662,3 +662,26 @@ def test_short_lived_tokens_are_renewed_before_they_expire(matrix: Matrix, alias
         assert fetches() == before
     finally:
         matrix.mock.http.put("/_mock/config", json={setting: 3600}).raise_for_status()
+
+
+@pytest.mark.parametrize("alias, path_part", [("m-openai", "/v1/embeddings"), ("m-azure", "/openai/deployments/prod-4o/embeddings")])
+def test_embeddings_reach_openai_format_providers(matrix: Matrix, alias: str, path_part: str) -> None:
+    text = f"embed me {marker()}"
+    oai = matrix.gateway.openai(matrix.key)
+    try:
+        r = oai.embeddings.create(model=alias, input=text)
+    finally:
+        oai.close()
+    assert len(r.data) == 1 and len(r.data[0].embedding) > 0
+    (rec,) = matrix.mock.requests_containing(text)
+    assert path_part in rec["path"]
+
+
+def test_embeddings_on_a_provider_without_them_are_a_clear_400(matrix: Matrix) -> None:
+    oai = matrix.gateway.openai(matrix.key)
+    try:
+        with pytest.raises(openai.BadRequestError) as err:
+            oai.embeddings.create(model="m-anthropic", input="x")
+    finally:
+        oai.close()
+    assert "/v1/embeddings" in str(err.value)
