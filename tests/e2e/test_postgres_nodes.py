@@ -93,3 +93,42 @@ def test_second_node_with_a_different_secret_refuses_to_start(gateway, spawn, ba
             name="node-c-wrong-secret",
         )
     assert "server secret" in str(exc.value)
+
+
+TRIALS = 20
+
+
+def test_a_revocation_reaches_the_other_node_within_a_second(gateway, spawn, backend, logs_dir) -> None:
+    """Measured over many trials. Node B polls only every 30 s, so only the
+    PostgreSQL announcement (LISTEN/NOTIFY) can make it this fast."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL-only")
+    a = gateway
+    b = spawn.gateway(
+        "postgres",
+        db_url=a.db_url,
+        data_dir=spawn.tmp.mktemp("node-notify"),
+        admin_dir=a.data_dir,
+        extra_env={"KEYGATE_SERVER_SECRET": a.env["KEYGATE_SERVER_SECRET"], "KEYGATE_KEY_REFRESH_INTERVAL": "30s"},
+        name="node-notify",
+    )
+    latencies: list[float] = []
+    for _ in range(TRIALS):
+        k = a.create_key()
+        with b.openai(k["key"]) as on_b:
+            # A new key reaches B by announcement too (30 s polling would miss this bound).
+            assert _poll(lambda: _chat(on_b) == "ok"), "a key created on A never worked on B"
+            started = time.monotonic()
+            a.revoke(k["id"], reason="trial")
+            while _chat(on_b) != "revoked_api_key":
+                assert time.monotonic() - started < 5, "B still accepts the revoked key after 5 s"
+            latencies.append(time.monotonic() - started)
+    latencies.sort()
+    summary = (
+        f"revocation A -> refused on B, {TRIALS} trials: "
+        f"min {latencies[0] * 1000:.1f} ms, median {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms"
+    )
+    (logs_dir / "revocation-latency.txt").write_text(summary + "\n")
+    print(summary)
+    assert latencies[-1] < 1.0, summary

@@ -236,13 +236,19 @@ fn spawn_key_refresh(
     keys: Arc<KeyCache>,
     every: Duration,
     mut watermark: i64,
+    changed: Arc<tokio::sync::Notify>,
 ) {
     const OVERLAP_MS: i64 = 5_000;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            // A change announced by another node refreshes at once; the
+            // ticker bounds how long a lost announcement can go unnoticed.
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = changed.notified() => {}
+            }
             match store.keys_changed_since(watermark - OVERLAP_MS).await {
                 Ok(records) => {
                     for record in &records {
@@ -251,6 +257,47 @@ fn spawn_key_refresh(
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; will retry"),
+            }
+        }
+    });
+}
+
+/// Listen on PostgreSQL's `keygate_keys` channel (a trigger announces every
+/// key change, see the `0003` migration) and wake the key refresh for each
+/// announcement. On a lost connection it reconnects; meanwhile polling
+/// keeps the cache within the refresh interval.
+fn spawn_key_change_listener(url: String, changed: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "key change listener cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen("keygate_keys").await {
+                tracing::warn!(error = %e, "LISTEN keygate_keys failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // Changes made while (re)connecting are picked up at once.
+            changed.notify_one();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => changed.notify_one(),
+                    Ok(None) => {
+                        // The connection dropped; sqlx reconnects on the next
+                        // call, and a refresh covers what was missed.
+                        tracing::warn!("key change listener reconnecting");
+                        changed.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "key change listener failed; reconnecting");
+                        break;
+                    }
+                }
             }
         }
     });
@@ -469,11 +516,16 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     let local_addr = listener
         .local_addr()
         .map_err(io_error("listener address"))?;
+    let changed = Arc::new(tokio::sync::Notify::new());
+    if let Some(url) = config.database_url_secret() {
+        spawn_key_change_listener(url.to_string(), Arc::clone(&changed));
+    }
     spawn_key_refresh(
         Arc::clone(&store),
         Arc::clone(&keys),
         config.key_refresh_interval,
         watermark,
+        changed,
     );
     credentials.spawn_refresh(config.key_refresh_interval);
     let state = AppState::new(Shared {
