@@ -102,3 +102,29 @@ def test_admin_hostile_ids_are_4xx_not_store_errors(gateway) -> None:
     r = gateway.admin.post("/admin/v1/keys/key_abc%00def/revoke", json={})
     assert r.status_code in (400, 404), r.text
     assert gateway.http.get("/readyz").status_code == 200
+
+
+def test_keys_rotate_prints_the_new_secret_and_the_old_one_keeps_its_grace(gateway) -> None:
+    created = gateway.create_key()
+    rotated = gateway.cli_json("keys", "rotate", created["id"], "--grace", "1h", "--format", "json")
+    assert rotated["id"] == created["id"]
+    new = rotated["key"]
+    assert new.startswith("kg_live_") and new != created["key"]
+    assert rotated["previous_secret_expires_at"]
+    for secret in (created["key"], new):
+        r = gateway.http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {secret}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "rotated"}]},
+        )
+        assert r.status_code == 200, r.text
+    # Table output names the grace period and prints the secret once.
+    out = gateway.cli("keys", "rotate", created["id"], "--grace", "0s")
+    assert out.returncode == 0, out.stderr
+    assert "no longer works" in out.stdout
+    r = gateway.http.post(
+        "/v1/chat/completions",
+        headers={"authorization": f"Bearer {new}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "old"}]},
+    )
+    assert r.status_code == 401 and r.json()["error"]["code"] == "expired_api_key"

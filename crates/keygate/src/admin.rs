@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", get(show_key).delete(revoke_key_by_delete))
         .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/keys/{id}/rotate", post(rotate_key))
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .merge(provider_credentials::routes())
@@ -85,6 +86,12 @@ fn key_view(record: &KeyRecord, now: i64) -> Value {
         "expires_at": record.expires_at.map(crate::time::rfc3339),
         "revoked_at": record.revoked_at.map(crate::time::rfc3339),
         "revoke_reason": record.revoke_reason,
+        // During a rotation's grace period the replaced secret still works
+        // until this time.
+        "previous_secret_expires_at": record
+            .previous_expires_at
+            .filter(|t| *t > now && record.revoked_at.is_none())
+            .map(crate::time::rfc3339),
     })
 }
 
@@ -189,6 +196,8 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
         revoked_at: None,
         revoke_reason: None,
         updated_at: now,
+        previous_secret_hash: None,
+        previous_expires_at: None,
     };
     state
         .store
@@ -294,6 +303,85 @@ async fn revoke_key_by_delete(
     Path(id): Path<String>,
 ) -> AdminResult {
     revoke(&state, &id, None).await
+}
+
+/// Body of `POST /admin/v1/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    /// How long the replaced secret keeps working (`1h`, `0s`); default 24 h.
+    #[serde(default)]
+    grace: Option<String>,
+}
+
+/// Longest grace period a rotation may leave the old secret working.
+const MAX_GRACE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Grace period when none is given.
+const DEFAULT_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+/// `POST /admin/v1/keys/{id}/rotate`: a new secret, shown once; the old one
+/// keeps working for the grace period, then stops by itself.
+async fn rotate_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map_err(|_| fail(ApiError::payload_too_large(16 * 1024)))?;
+    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RotateKey::default()
+    } else {
+        let bytes =
+            crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), 16 * 1024)
+                .await
+                .map_err(fail)?;
+        parse_object::<RotateKey>(&bytes, "rotation")?
+    };
+    let grace_ms = match input.grace.as_deref() {
+        None => DEFAULT_GRACE_MS,
+        Some(text) => humantime::parse_duration(text.trim())
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .filter(|ms| *ms <= MAX_GRACE_MS)
+            .ok_or_else(|| {
+                fail(ApiError::invalid_param(
+                    "grace",
+                    "'grace' must be a duration like 1h or 0s, at most 30 days.",
+                ))
+            })?,
+    };
+    let existing = find_data_key(&state, &id).await?;
+    if existing.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be rotated; create a new one.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    let secret = key::generate(&existing.env);
+    let record = state
+        .store
+        .rotate_key(
+            &id,
+            &hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+            &key::hint(secret.expose_secret()),
+            now.saturating_add(grace_ms),
+            now,
+        )
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed while being rotated.",
+            ))
+        })?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, grace_ms, "key rotated");
+    let mut view = key_view(&record, now);
+    // The new secret is shown exactly once, here.
+    view["key"] = Value::String(secret.expose_secret().to_string());
+    Ok(Json(view).into_response())
 }
 
 #[derive(Debug, Deserialize)]

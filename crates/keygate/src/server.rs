@@ -328,6 +328,8 @@ async fn bootstrap_admin(
         revoked_at: None,
         revoke_reason: None,
         updated_at: now,
+        previous_secret_hash: None,
+        previous_expires_at: None,
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

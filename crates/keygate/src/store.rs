@@ -68,6 +68,11 @@ pub struct KeyRecord {
     pub revoke_reason: Option<String>,
     /// Unix ms of the last change (drives cache refresh on other nodes).
     pub updated_at: i64,
+    /// Digest of the secret the last rotation replaced, still accepted
+    /// until `previous_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    /// Unix ms when the replaced secret stops working.
+    pub previous_expires_at: Option<i64>,
 }
 
 /// Which ledger rows a report covers.
@@ -117,6 +122,18 @@ pub trait Store: CredentialStore + Send + Sync + std::fmt::Debug {
     async fn list_keys(&self, kind: KeyKind) -> Result<Vec<KeyRecord>, StoreError>;
     /// Keys changed at or after `since` (Unix ms), for cache refresh.
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Give an unrevoked key a new secret; the current one keeps working
+    /// until `previous_expires_at`. Returns the key as now stored, or `None`
+    /// when there is no such unrevoked key.
+    async fn rotate_key(
+        &self,
+        id: &str,
+        new_secret_hash: &str,
+        new_hint: &str,
+        previous_expires_at: i64,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
     /// Revoke a key (no-op if already revoked); returns the key as now stored.
     async fn revoke_key(
         &self,

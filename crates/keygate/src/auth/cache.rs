@@ -74,7 +74,7 @@ impl std::hash::Hasher for DigestHasher {
 }
 
 /// What the hot path needs to know about a key.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyEntry {
     /// Public id.
     pub id: String,
@@ -96,7 +96,9 @@ pub struct KeyEntry {
 pub struct KeyCache {
     hasher: KeyHasher,
     by_digest: DashMap<KeyDigest, Arc<KeyEntry>, DigestHash>,
-    digest_by_id: DashMap<String, KeyDigest>,
+    /// Each key's current digest and, during a rotation's grace period, the
+    /// digest of the secret it replaced.
+    digest_by_id: DashMap<String, (KeyDigest, Option<KeyDigest>)>,
 }
 
 impl KeyCache {
@@ -129,7 +131,7 @@ impl KeyCache {
                 return;
             }
         };
-        let entry = Arc::new(KeyEntry {
+        let entry = KeyEntry {
             id: record.id.clone(),
             kind: record.kind,
             env: record.env.clone(),
@@ -137,23 +139,53 @@ impl KeyCache {
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
             digest,
-        });
-        if let Some(old) = self.digest_by_id.insert(record.id.clone(), digest) {
-            if old != digest {
-                self.by_digest.remove(&old);
+        };
+        // The replaced secret of a rotation: the same key, ending at the
+        // earlier of the key's expiry and the grace period's end.
+        let previous = record
+            .previous_secret_hash
+            .as_deref()
+            .zip(record.previous_expires_at)
+            .and_then(|(hash, until)| Some((decode_digest(hash)?, until)))
+            .filter(|(previous, _)| *previous != digest)
+            .map(|(previous, until)| {
+                let expires_at = Some(record.expires_at.map_or(until, |e| e.min(until)));
+                (
+                    previous,
+                    Arc::new(KeyEntry {
+                        expires_at,
+                        digest: previous,
+                        ..entry.clone()
+                    }),
+                )
+            });
+        // Insert the new entries before dropping stale ones, so a secret
+        // that stays valid is never missing for a moment.
+        self.by_digest.insert(digest, Arc::new(entry));
+        let previous_digest = previous.as_ref().map(|(d, _)| *d);
+        if let Some((previous, previous_entry)) = previous {
+            self.by_digest.insert(previous, previous_entry);
+        }
+        if let Some((old, old_previous)) = self
+            .digest_by_id
+            .insert(record.id.clone(), (digest, previous_digest))
+        {
+            for stale in [Some(old), old_previous].into_iter().flatten() {
+                if stale != digest && Some(stale) != previous_digest {
+                    self.by_digest.remove(&stale);
+                }
             }
         }
-        self.by_digest.insert(digest, entry);
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.by_digest.len()
+        self.digest_by_id.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.digest_by_id.is_empty()
     }
 
     /// Verify a presented credential of the expected kind at time `now`.
@@ -217,6 +249,8 @@ mod tests {
             revoked_at: None,
             revoke_reason: None,
             updated_at: 0,
+            previous_secret_hash: None,
+            previous_expires_at: None,
         }
     }
 
@@ -249,6 +283,52 @@ mod tests {
             "revoked_api_key"
         );
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_rotated_secret_works_until_its_grace_period_ends() {
+        let c = cache();
+        let first = key::generate("live");
+        let mut rec = record(&c, first.expose_secret(), "key_r");
+        rec.expires_at = None;
+        c.upsert(&rec);
+        // Rotate at t=100 with the old secret good until t=500.
+        let second = key::generate("live");
+        rec.previous_secret_hash = Some(rec.secret_hash.clone());
+        rec.previous_expires_at = Some(500);
+        rec.secret_hash = hex::encode(c.hasher().digest(second.expose_secret()));
+        c.upsert(&rec);
+        assert_eq!(c.verify(first.expose_secret(), 499).unwrap().id, "key_r");
+        assert_eq!(c.verify(second.expose_secret(), 499).unwrap().id, "key_r");
+        assert_eq!(
+            c.verify(first.expose_secret(), 500).unwrap_err().code,
+            "expired_api_key"
+        );
+        assert!(c.verify(second.expose_secret(), 10_000).is_ok());
+        assert_eq!(c.len(), 1, "one key, two secrets");
+
+        // A second rotation retires the first secret for good.
+        let third = key::generate("live");
+        rec.previous_secret_hash = Some(rec.secret_hash.clone());
+        rec.previous_expires_at = Some(900);
+        rec.secret_hash = hex::encode(c.hasher().digest(third.expose_secret()));
+        c.upsert(&rec);
+        assert_eq!(
+            c.verify(first.expose_secret(), 10).unwrap_err().code,
+            "invalid_api_key"
+        );
+        assert!(c.verify(second.expose_secret(), 899).is_ok());
+        assert!(c.verify(third.expose_secret(), 899).is_ok());
+
+        // Revocation ends both secrets at once.
+        rec.revoked_at = Some(50);
+        c.upsert(&rec);
+        for secret in [&second, &third] {
+            assert_eq!(
+                c.verify(secret.expose_secret(), 60).unwrap_err().code,
+                "revoked_api_key"
+            );
+        }
     }
 
     #[test]

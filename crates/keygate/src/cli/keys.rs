@@ -1,4 +1,4 @@
-//! `keygate keys create|list|show|revoke`
+//! `keygate keys create|list|show|rotate|revoke`
 
 use super::admin_client::AdminClient;
 use super::output::print;
@@ -48,6 +48,18 @@ pub enum KeysCommand {
     Show {
         /// Key id.
         id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Give a key a new secret (printed once); the old secret keeps working
+    /// for the grace period, then stops by itself.
+    Rotate {
+        /// Key id.
+        id: String,
+        /// How long the old secret keeps working (default 24h; 0s ends it now).
+        #[arg(long)]
+        grace: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -107,6 +119,29 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 )
                 .await?;
             print(format, &key, std::slice::from_ref(&key), COLUMNS);
+        }
+        KeysCommand::Rotate { id, grace, format } => {
+            let body = json!({ "grace": grace });
+            let rotated = client
+                .call(
+                    Method::POST,
+                    &format!("/keys/{}/rotate", path_segment(&id)),
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            match format {
+                Format::Json => print(format, &rotated, &[], &[]),
+                Format::Table => {
+                    print(format, &rotated, std::slice::from_ref(&rotated), COLUMNS);
+                    println!("\nkey: {}", rotated["key"].as_str().unwrap_or_default());
+                    match rotated["previous_secret_expires_at"].as_str() {
+                        Some(until) => println!("The old secret keeps working until {until}."),
+                        None => println!("The old secret no longer works."),
+                    }
+                    println!("This secret is shown only now; store it safely.");
+                }
+            }
         }
         KeysCommand::Revoke { id, reason, format } => {
             let body = json!({ "reason": reason });

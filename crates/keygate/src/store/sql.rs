@@ -34,6 +34,8 @@ macro_rules! impl_store {
                     revoked_at: row.try_get("revoked_at")?,
                     revoke_reason: row.try_get("revoke_reason")?,
                     updated_at: row.try_get("updated_at")?,
+                    previous_secret_hash: row.try_get("previous_secret_hash")?,
+                    previous_expires_at: row.try_get("previous_expires_at")?,
                 })
             }
 
@@ -120,8 +122,9 @@ macro_rules! impl_store {
                 })?;
                 sqlx::query(
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
-                     expires_at, revoked_at, revoke_reason, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
+                     previous_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -135,6 +138,8 @@ macro_rules! impl_store {
                 .bind(key.revoked_at)
                 .bind(&key.revoke_reason)
                 .bind(key.updated_at)
+                .bind(&key.previous_secret_hash)
+                .bind(key.previous_expires_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -168,6 +173,32 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn rotate_key(
+                &self,
+                id: &str,
+                new_secret_hash: &str,
+                new_hint: &str,
+                previous_expires_at: i64,
+                now: i64,
+            ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE keys SET previous_secret_hash = secret_hash, previous_expires_at = $1, \
+                     secret_hash = $2, hint = $3, updated_at = $4 \
+                     WHERE id = $5 AND revoked_at IS NULL",
+                )
+                .bind(previous_expires_at)
+                .bind(new_secret_hash)
+                .bind(new_hint)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                self.get_key(id).await
             }
 
             async fn revoke_key(

@@ -109,3 +109,84 @@ async fn revocation_is_immediate_and_secrets_are_shown_once() {
     assert_eq!(missing.status(), 404);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn rotation_keeps_the_old_secret_for_its_grace_period_only() {
+    for backend in crate::support::BACKENDS {
+        let gw = TestGateway::start(backend, MockOptions::default()).await;
+        let (id, old) = gw.create_key(json!({"name": "r"})).await;
+        let rotate = |body: Value| {
+            gw.admin(Method::POST, &format!("/keys/{id}/rotate"))
+                .json(&body)
+                .send()
+        };
+        let response = rotate(json!({"grace": "1h"})).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let rotated: Value = response.json().await.unwrap();
+        assert_eq!(rotated["id"], id.as_str());
+        let new = rotated["key"].as_str().unwrap().to_string();
+        assert_ne!(new, old);
+        assert!(rotated["previous_secret_expires_at"].is_string());
+        // Both secrets work now, through the real route.
+        for secret in [&old, &new] {
+            assert_eq!(gw.chat(secret, chat_body(false)).await.status(), 200);
+        }
+        // The grace period ends on time: checked at its last and first
+        // instants on the verification clock, not by waiting.
+        let record = gw.store().get_key(&id).await.unwrap().unwrap();
+        let until = record.previous_expires_at.unwrap();
+        assert!(gw.state.keys.verify(&old, until - 1).is_ok());
+        assert_eq!(
+            gw.state.keys.verify(&old, until).unwrap_err().code,
+            "expired_api_key"
+        );
+        assert!(gw.state.keys.verify(&new, until + 1).is_ok());
+        // The secret is shown once: not by show or list.
+        let shown = gw
+            .admin(Method::GET, &format!("/keys/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!shown.contains(&new) && !shown.contains(&old));
+
+        // A zero grace ends the replaced secret at once.
+        let response = rotate(json!({"grace": "0s"})).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let newest: Value = response.json().await.unwrap();
+        let response = gw.chat(&new, chat_body(false)).await;
+        assert_eq!(error_code(response).await, (401, json!("expired_api_key")));
+        let newest = newest["key"].as_str().unwrap();
+        assert_eq!(gw.chat(newest, chat_body(false)).await.status(), 200);
+        // The first secret is gone for good.
+        let response = gw.chat(&old, chat_body(false)).await;
+        assert_eq!(error_code(response).await, (401, json!("invalid_api_key")));
+
+        // Bad grace values, unknown ids and revoked keys are refused clearly.
+        for bad in [
+            json!({"grace": "soon"}),
+            json!({"grace": "90d"}),
+            json!({"secret": "x"}),
+        ] {
+            let response = rotate(bad.clone()).await.unwrap();
+            assert_eq!(response.status(), 400, "{bad}");
+        }
+        let response = gw
+            .admin(Method::POST, "/keys/key_doesnotexist/rotate")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        gw.admin(Method::POST, &format!("/keys/{id}/revoke"))
+            .send()
+            .await
+            .unwrap();
+        let response = rotate(json!({})).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let response = gw.chat(newest, chat_body(false)).await;
+        assert_eq!(error_code(response).await, (401, json!("revoked_api_key")));
+        gw.finish().await;
+    }
+}

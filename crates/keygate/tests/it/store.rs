@@ -19,6 +19,8 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         revoked_at: None,
         revoke_reason: None,
         updated_at,
+        previous_secret_hash: None,
+        previous_expires_at: None,
     }
 }
 
