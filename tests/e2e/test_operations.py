@@ -128,3 +128,19 @@ def test_keys_rotate_prints_the_new_secret_and_the_old_one_keeps_its_grace(gatew
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "old"}]},
     )
     assert r.status_code == 401 and r.json()["error"]["code"] == "expired_api_key"
+
+
+def test_keys_suspend_and_resume(gateway) -> None:
+    created = gateway.create_key()
+
+    def call() -> int:
+        return gateway.http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {created['key']}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "s"}]},
+        ).status_code
+
+    assert gateway.cli_json("keys", "suspend", created["id"], "--format", "json")["status"] == "suspended"
+    assert call() == 401
+    assert gateway.cli_json("keys", "resume", created["id"], "--format", "json")["status"] == "active"
+    assert call() == 200

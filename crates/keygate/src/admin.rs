@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{id}", get(show_key).delete(revoke_key_by_delete))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/keys/{id}/rotate", post(rotate_key))
+        .route("/keys/{id}/suspend", post(suspend_key))
+        .route("/keys/{id}/resume", post(resume_key))
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .merge(provider_credentials::routes())
@@ -70,6 +72,8 @@ fn admin_credential(state: &AppState, request: &Request) -> Result<(), ApiError>
 fn key_view(record: &KeyRecord, now: i64) -> Value {
     let status = if record.revoked_at.is_some() {
         "revoked"
+    } else if record.suspended_at.is_some() {
+        "suspended"
     } else if record.expires_at.is_some_and(|t| t <= now) {
         "expired"
     } else {
@@ -86,6 +90,7 @@ fn key_view(record: &KeyRecord, now: i64) -> Value {
         "expires_at": record.expires_at.map(crate::time::rfc3339),
         "revoked_at": record.revoked_at.map(crate::time::rfc3339),
         "revoke_reason": record.revoke_reason,
+        "suspended_at": record.suspended_at.map(crate::time::rfc3339),
         // During a rotation's grace period the replaced secret still works
         // until this time.
         "previous_secret_expires_at": record
@@ -198,6 +203,7 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
         updated_at: now,
         previous_secret_hash: None,
         previous_expires_at: None,
+        suspended_at: None,
     };
     state
         .store
@@ -303,6 +309,41 @@ async fn revoke_key_by_delete(
     Path(id): Path<String>,
 ) -> AdminResult {
     revoke(&state, &id, None).await
+}
+
+/// `POST /admin/v1/keys/{id}/suspend`: refused until resumed.
+async fn suspend_key(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    set_suspended(&state, &id, true).await
+}
+
+/// `POST /admin/v1/keys/{id}/resume`
+async fn resume_key(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    set_suspended(&state, &id, false).await
+}
+
+async fn set_suspended(state: &AppState, id: &str, suspend: bool) -> AdminResult {
+    let existing = find_data_key(state, id).await?;
+    if existing.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be suspended or resumed.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    // Suspending a suspended key keeps its original time.
+    let since = suspend.then(|| existing.suspended_at.unwrap_or(now));
+    let record = state
+        .store
+        .set_suspended(id, since, now)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed meanwhile.",
+            ))
+        })?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, suspended = suspend, "key suspension changed");
+    Ok(Json(key_view(&record, now)).into_response())
 }
 
 /// Body of `POST /admin/v1/keys/{id}/rotate`.

@@ -330,6 +330,7 @@ async fn bootstrap_admin(
         updated_at: now,
         previous_secret_hash: None,
         previous_expires_at: None,
+        suspended_at: None,
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

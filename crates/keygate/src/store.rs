@@ -73,6 +73,8 @@ pub struct KeyRecord {
     pub previous_secret_hash: Option<String>,
     /// Unix ms when the replaced secret stops working.
     pub previous_expires_at: Option<i64>,
+    /// Unix ms since when the key is suspended (refused until resumed).
+    pub suspended_at: Option<i64>,
 }
 
 /// Which ledger rows a report covers.
@@ -131,6 +133,15 @@ pub trait Store: CredentialStore + Send + Sync + std::fmt::Debug {
         new_secret_hash: &str,
         new_hint: &str,
         previous_expires_at: i64,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Suspend (`Some(now)`) or resume (`None`) an unrevoked key. Returns
+    /// the key as now stored, or `None` when there is no such unrevoked key.
+    async fn set_suspended(
+        &self,
+        id: &str,
+        suspended_at: Option<i64>,
         now: i64,
     ) -> Result<Option<KeyRecord>, StoreError>;
 

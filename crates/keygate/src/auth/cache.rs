@@ -88,6 +88,8 @@ pub struct KeyEntry {
     pub expires_at: Option<i64>,
     /// Revocation time, Unix ms.
     pub revoked_at: Option<i64>,
+    /// Suspended (refused until resumed).
+    pub suspended: bool,
     digest: KeyDigest,
 }
 
@@ -138,6 +140,7 @@ impl KeyCache {
             models,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
+            suspended: record.suspended_at.is_some(),
             digest,
         };
         // The replaced secret of a rotation: the same key, ending at the
@@ -211,6 +214,12 @@ impl KeyCache {
                 "The API key has been revoked.",
             ));
         }
+        if entry.suspended {
+            return Err(ApiError::unauthorized(
+                "suspended_api_key",
+                "The API key is suspended; an administrator can resume it.",
+            ));
+        }
         if entry.expires_at.is_some_and(|t| t <= now) {
             return Err(ApiError::unauthorized(
                 "expired_api_key",
@@ -251,6 +260,7 @@ mod tests {
             updated_at: 0,
             previous_secret_hash: None,
             previous_expires_at: None,
+            suspended_at: None,
         }
     }
 

@@ -64,6 +64,22 @@ pub enum KeysCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Suspend a key: refused until resumed.
+    Suspend {
+        /// Key id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Resume a suspended key.
+    Resume {
+        /// Key id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Revoke a key at once.
     Revoke {
         /// Key id.
@@ -143,6 +159,8 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 }
             }
         }
+        KeysCommand::Suspend { id, format } => key_action(&client, &id, "suspend", format).await?,
+        KeysCommand::Resume { id, format } => key_action(&client, &id, "resume", format).await?,
         KeysCommand::Revoke { id, reason, format } => {
             let body = json!({ "reason": reason });
             let key = client
@@ -156,6 +174,25 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             print(format, &key, std::slice::from_ref(&key), COLUMNS);
         }
     }
+    Ok(())
+}
+
+/// `POST /keys/{id}/{action}` without a body, and print the key.
+async fn key_action(
+    client: &AdminClient,
+    id: &str,
+    action: &str,
+    format: Format,
+) -> anyhow::Result<()> {
+    let key = client
+        .call(
+            Method::POST,
+            &format!("/keys/{}/{action}", path_segment(id)),
+            &[],
+            None,
+        )
+        .await?;
+    print(format, &key, std::slice::from_ref(&key), COLUMNS);
     Ok(())
 }
 

@@ -36,6 +36,7 @@ macro_rules! impl_store {
                     updated_at: row.try_get("updated_at")?,
                     previous_secret_hash: row.try_get("previous_secret_hash")?,
                     previous_expires_at: row.try_get("previous_expires_at")?,
+                    suspended_at: row.try_get("suspended_at")?,
                 })
             }
 
@@ -123,8 +124,8 @@ macro_rules! impl_store {
                 sqlx::query(
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
-                     previous_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     previous_expires_at, suspended_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -140,6 +141,7 @@ macro_rules! impl_store {
                 .bind(key.updated_at)
                 .bind(&key.previous_secret_hash)
                 .bind(key.previous_expires_at)
+                .bind(key.suspended_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -191,6 +193,27 @@ macro_rules! impl_store {
                 .bind(previous_expires_at)
                 .bind(new_secret_hash)
                 .bind(new_hint)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                self.get_key(id).await
+            }
+
+            async fn set_suspended(
+                &self,
+                id: &str,
+                suspended_at: Option<i64>,
+                now: i64,
+            ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE keys SET suspended_at = $1, updated_at = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(suspended_at)
                 .bind(now)
                 .bind(id)
                 .execute(&self.pool)

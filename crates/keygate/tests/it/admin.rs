@@ -190,3 +190,40 @@ async fn rotation_keeps_the_old_secret_for_its_grace_period_only() {
         gw.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_suspended_key_is_refused_until_resumed() {
+    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    let (id, key) = gw.create_key(json!({"name": "s"})).await;
+    let act = |action: &str| {
+        gw.admin(Method::POST, &format!("/keys/{id}/{action}"))
+            .send()
+    };
+    let suspended: Value = act("suspend").await.unwrap().json().await.unwrap();
+    assert_eq!(suspended["status"], "suspended");
+    let response = gw.chat(&key, chat_body(false)).await;
+    assert_eq!(
+        error_code(response).await,
+        (401, json!("suspended_api_key"))
+    );
+    // Suspending twice keeps the first time.
+    let again: Value = act("suspend").await.unwrap().json().await.unwrap();
+    assert_eq!(again["suspended_at"], suspended["suspended_at"]);
+    let resumed: Value = act("resume").await.unwrap().json().await.unwrap();
+    assert_eq!(resumed["status"], "active");
+    assert_eq!(gw.chat(&key, chat_body(false)).await.status(), 200);
+    // A revoked key stays revoked: no resuming it.
+    gw.admin(Method::POST, &format!("/keys/{id}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(act("resume").await.unwrap().status(), 400);
+    assert_eq!(act("suspend").await.unwrap().status(), 400);
+    let response = gw
+        .admin(Method::POST, "/keys/key_nope/suspend")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    gw.finish().await;
+}

@@ -21,6 +21,7 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         updated_at,
         previous_secret_hash: None,
         previous_expires_at: None,
+        suspended_at: None,
     }
 }
 
