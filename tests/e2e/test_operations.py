@@ -144,3 +144,16 @@ def test_keys_suspend_and_resume(gateway) -> None:
     assert call() == 401
     assert gateway.cli_json("keys", "resume", created["id"], "--format", "json")["status"] == "active"
     assert call() == 200
+
+
+def test_audit_cli_lists_admin_changes(gateway) -> None:
+    created = gateway.create_key()
+    gateway.revoke(created["id"], reason="audit e2e")
+    events = gateway.cli_json("audit", "--target", created["id"], "--format", "json")
+    assert isinstance(events, list)
+    assert [e["action"] for e in events] == ["key.revoke", "key.create"]  # newest first
+    assert {"time", "actor", "action", "target"} <= set(events[0])
+    assert events[0]["target"] == created["id"]
+    table = gateway.cli("audit", "--action", "key.revoke", "--limit", "5")
+    assert table.returncode == 0 and created["id"] in table.stdout
+    assert created["key"] not in table.stdout

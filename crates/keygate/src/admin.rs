@@ -1,6 +1,7 @@
 //! The admin API, `/admin/v1/…`: keys and usage. Every route requires an
 //! admin credential; data-plane keys get 403.
 
+mod audit;
 mod provider_credentials;
 
 use crate::auth::extract::{refuse_credential_in_query, required_credential};
@@ -42,30 +43,47 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{id}/resume", post(resume_key))
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
+        .route("/audit", get(audit::list))
         .merge(provider_credentials::routes())
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
+/// Every admin route: an admin credential is required; every change (and
+/// every refused sign-in) goes to the audit log.
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match admin_credential(&state, &request) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.to_response(ErrorShape::OpenAi),
+        Ok(actor) => audit::run_audited(&state, actor, request, next).await,
+        Err((error, actor)) => {
+            let failed = audit::failed_sign_in(&state, actor, &request, &error);
+            drop(request);
+            failed.await;
+            error.to_response(ErrorShape::OpenAi)
+        }
     }
 }
 
-fn admin_credential(state: &AppState, request: &Request) -> Result<(), ApiError> {
-    refuse_credential_in_query(request.uri().query())?;
-    let entry = state.keys.verify(
-        required_credential(request.headers())?,
-        crate::time::now_ms(),
-    )?;
+/// The admin credential's key id; on refusal, the error and the id of the
+/// key that was presented, when it was a known one.
+fn admin_credential(
+    state: &AppState,
+    request: &Request,
+) -> Result<String, (ApiError, Option<String>)> {
+    refuse_credential_in_query(request.uri().query()).map_err(|e| (e, None))?;
+    let presented = required_credential(request.headers()).map_err(|e| (e, None))?;
+    let entry = state
+        .keys
+        .verify(presented, crate::time::now_ms())
+        .map_err(|e| (e, None))?;
     if entry.kind != KeyKind::Admin {
-        return Err(ApiError::forbidden(
-            "admin_required",
-            "This route needs an admin credential; API keys cannot administer the gateway.",
+        return Err((
+            ApiError::forbidden(
+                "admin_required",
+                "This route needs an admin credential; API keys cannot administer the gateway.",
+            ),
+            Some(entry.id.clone()),
         ));
     }
-    Ok(())
+    Ok(entry.id.clone())
 }
 
 /// A key as the admin API shows it: never the secret.
@@ -435,6 +453,28 @@ struct UsageQuery {
     limit: Option<i64>,
 }
 
+/// A time filter: an RFC 3339 time, or a duration back from `now` (`24h`).
+fn query_time(
+    param: &'static str,
+    text: Option<String>,
+    now: i64,
+) -> Result<Option<i64>, ShapedError> {
+    text.map(|t| match chrono::DateTime::parse_from_rfc3339(&t) {
+        Ok(time) => Ok(time.timestamp_millis()),
+        Err(_) => humantime::parse_duration(&t)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .map(|ms| now.saturating_sub(ms))
+            .ok_or_else(|| {
+                fail(ApiError::invalid_param(
+                    param,
+                    format!("'{param}' must be an RFC 3339 time or a duration like 24h."),
+                ))
+            }),
+    })
+    .transpose()
+}
+
 fn usage_query(uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
     let Query(query) = Query::<UsageQuery>::try_from_uri(uri).map_err(|e| {
         fail(ApiError::invalid_request(crate::error::printable(
@@ -442,22 +482,7 @@ fn usage_query(uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
         )))
     })?;
     let now = crate::time::now_ms();
-    let when = |param: &'static str, text: Option<String>| -> Result<Option<i64>, ShapedError> {
-        text.map(|t| match chrono::DateTime::parse_from_rfc3339(&t) {
-            Ok(time) => Ok(time.timestamp_millis()),
-            Err(_) => humantime::parse_duration(&t)
-                .ok()
-                .and_then(|d| i64::try_from(d.as_millis()).ok())
-                .map(|ms| now.saturating_sub(ms))
-                .ok_or_else(|| {
-                    fail(ApiError::invalid_param(
-                        param,
-                        format!("'{param}' must be an RFC 3339 time or a duration like 24h."),
-                    ))
-                }),
-        })
-        .transpose()
-    };
+    let when = |param: &'static str, text: Option<String>| query_time(param, text, now);
     if query
         .key_id
         .as_deref()

@@ -1,6 +1,7 @@
 //! The `keygate` command line: one file per command group.
 
 mod admin_client;
+mod audit;
 mod keys;
 mod output;
 mod provider_credentials;
@@ -51,6 +52,8 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Show usage totals by key and model.
     Usage(usage::UsageArgs),
+    /// Read the audit log (admin changes and refused admin sign-ins).
+    Audit(audit::AuditArgs),
     /// Store, list, rotate and delete provider (upstream) secrets kept
     /// encrypted in the database; rotate their master key.
     #[command(subcommand)]
@@ -90,6 +93,7 @@ pub fn run() -> ExitCode {
             Command::MockProvider(options) => crate::mock::run(options).await,
             Command::Keys(command) => keys::run(command, &cli.target).await,
             Command::Usage(args) => usage::run(args, &cli.target).await,
+            Command::Audit(args) => audit::run(args, &cli.target).await,
             Command::ProviderCredentials(command) => {
                 provider_credentials::run(command, &cli.target).await
             }

@@ -77,6 +77,41 @@ pub struct KeyRecord {
     pub suspended_at: Option<i64>,
 }
 
+/// One audit log entry: who did what to which target, from where, with
+/// what outcome, and which fields the request set (names only, never values).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEvent {
+    /// Unix ms.
+    pub ts: i64,
+    /// Admin credential id, or `unknown` for a failed sign-in.
+    pub actor: String,
+    /// e.g. `key.create`, `key.revoke`, `admin.login_failed`.
+    pub action: String,
+    /// The key id or credential name acted on.
+    pub target: Option<String>,
+    /// Where the request came from.
+    pub source_ip: Option<String>,
+    /// HTTP status of the outcome.
+    pub status: u16,
+    /// Names of the request's fields.
+    pub fields: Vec<String>,
+}
+
+/// Which audit entries to read.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// From (inclusive), Unix ms.
+    pub since: Option<i64>,
+    /// Until (exclusive), Unix ms.
+    pub until: Option<i64>,
+}
+
 /// Which ledger rows a report covers.
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
@@ -163,6 +198,14 @@ pub trait Store: CredentialStore + Send + Sync + std::fmt::Debug {
         filter: &UsageFilter,
         limit: i64,
     ) -> Result<Vec<UsageEvent>, StoreError>;
+    /// Append one audit entry (the table refuses updates and deletes).
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Audit entries, newest first, at most `limit`.
+    async fn audit_events(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Open the store the configuration names, applying migrations.

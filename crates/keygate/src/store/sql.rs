@@ -322,6 +322,78 @@ macro_rules! impl_store {
                 let rows = query.build().fetch_all(&self.pool).await?;
                 rows.iter().map(Self::event_from_row).collect()
             }
+
+            async fn append_audit(
+                &self,
+                event: &$crate::store::AuditEvent,
+            ) -> Result<(), $crate::store::StoreError> {
+                let fields = serde_json::to_string(&event.fields).map_err(|e| {
+                    $crate::store::StoreError::Corrupt {
+                        table: "audit_events",
+                        message: e.to_string(),
+                    }
+                })?;
+                sqlx::query(
+                    "INSERT INTO audit_events (ts, actor, action, target, source_ip, status, fields) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(event.ts)
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.target)
+                .bind(&event.source_ip)
+                .bind(i64::from(event.status))
+                .bind(fields)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn audit_events(
+                &self,
+                filter: &$crate::store::AuditFilter,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::AuditEvent>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM audit_events WHERE 1 = 1");
+                for (column, value) in [
+                    ("actor", &filter.actor),
+                    ("action", &filter.action),
+                    ("target", &filter.target),
+                ] {
+                    if let Some(value) = value {
+                        query.push(format!(" AND {column} = ")).push_bind(value.clone());
+                    }
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND ts >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND ts < ").push_bind(until);
+                }
+                query.push(" ORDER BY ts DESC, id DESC LIMIT ").push_bind(limit);
+                let rows = query.build().fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        let status: i64 = row.try_get("status")?;
+                        let fields: String = row.try_get("fields")?;
+                        Ok($crate::store::AuditEvent {
+                            ts: row.try_get("ts")?,
+                            actor: row.try_get("actor")?,
+                            action: row.try_get("action")?,
+                            target: row.try_get("target")?,
+                            source_ip: row.try_get("source_ip")?,
+                            status: u16::try_from(status).unwrap_or(0),
+                            fields: serde_json::from_str(&fields).map_err(|e| {
+                                $crate::store::StoreError::Corrupt {
+                                    table: "audit_events",
+                                    message: e.to_string(),
+                                }
+                            })?,
+                        })
+                    })
+                    .collect()
+            }
         }
     };
 }

@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod failover;
 mod provider_credentials;
 mod routing;

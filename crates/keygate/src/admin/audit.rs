@@ -1,0 +1,214 @@
+//! The audit log: every administrative change and every refused admin
+//! sign-in, with actor, time, source IP, target, outcome and the names of
+//! the fields the request set — never their values, so no secret is ever
+//! written. `GET /admin/v1/audit` reads it.
+
+use super::{fail, query_time, store_failed, AdminResult};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::{AuditEvent, AuditFilter};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// Largest admin request body read to learn its field names.
+const MAX_BODY: usize = 1024 * 1024;
+/// Largest created-resource answer read to learn its id.
+const MAX_ANSWER: usize = 256 * 1024;
+
+fn source_ip(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string())
+}
+
+/// The audited action and its target, from the method and path.
+fn describe(method: &Method, path: &str) -> (String, Option<String>) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let clean = |s: &str| {
+        crate::error::printable(s)
+            .chars()
+            .take(128)
+            .collect::<String>()
+    };
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["keys"]) => ("key.create".into(), None),
+        ("DELETE", ["keys", id]) => ("key.revoke".into(), Some(clean(id))),
+        ("POST", ["keys", id, verb]) => (format!("key.{}", clean(verb)), Some(clean(id))),
+        ("POST", ["provider-credentials"]) => ("provider_credential.create".into(), None),
+        ("PUT", ["provider-credentials", name]) => {
+            ("provider_credential.update".into(), Some(clean(name)))
+        }
+        ("DELETE", ["provider-credentials", name]) => {
+            ("provider_credential.delete".into(), Some(clean(name)))
+        }
+        _ => (format!("{} {}", method.as_str(), clean(path)), None),
+    }
+}
+
+/// Top-level field names of a JSON object body (values are never kept).
+fn field_names(body: &[u8]) -> Vec<String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map
+            .keys()
+            .take(64)
+            .map(|k| crate::error::printable(k).chars().take(64).collect())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+async fn append(state: &AppState, event: AuditEvent) {
+    if let Err(error) = state.store.append_audit(&event).await {
+        // The change itself happened; losing its audit row is logged loudly.
+        tracing::error!(%error, action = %event.action, "audit log write failed");
+    }
+}
+
+/// Run an admin request; record it when it changes something.
+pub(super) async fn run_audited(
+    state: &AppState,
+    actor: String,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    if method == Method::GET || method == Method::HEAD {
+        return next.run(request).await;
+    }
+    let source_ip = source_ip(&request);
+    let (action, mut target) = describe(&method, request.uri().path());
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::payload_too_large(MAX_BODY)
+                .to_response(crate::error::ErrorShape::OpenAi)
+        }
+    };
+    let fields = field_names(&bytes);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = response.status();
+    let mut response = response;
+    if target.is_none() && status.is_success() {
+        // A created resource is named in the answer (`id`, or `name` for
+        // provider credentials); only that field is read from it.
+        let (parts, body) = response.into_parts();
+        let answer = axum::body::to_bytes(body, MAX_ANSWER)
+            .await
+            .unwrap_or_default();
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&answer) {
+            target = map
+                .get("id")
+                .or_else(|| map.get("name"))
+                .and_then(Value::as_str)
+                .map(crate::error::printable);
+        }
+        response = Response::from_parts(parts, Body::from(answer));
+    }
+    append(
+        state,
+        AuditEvent {
+            ts: crate::time::now_ms(),
+            actor,
+            action,
+            target,
+            source_ip,
+            status: status.as_u16(),
+            fields,
+        },
+    )
+    .await;
+    response
+}
+
+/// Record a refused admin sign-in.
+pub(super) fn failed_sign_in<'a>(
+    state: &'a AppState,
+    actor: Option<String>,
+    request: &Request,
+    error: &ApiError,
+) -> impl std::future::Future<Output = ()> + Send + 'a {
+    // Taken now: the future must not hold the request (not shareable
+    // across threads).
+    let target = Some(crate::error::printable(request.uri().path()));
+    let source_ip = source_ip(request);
+    let status = error.status.as_u16();
+    append(
+        state,
+        AuditEvent {
+            ts: crate::time::now_ms(),
+            actor: actor.unwrap_or_else(|| "unknown".into()),
+            action: "admin.sign_in_failed".into(),
+            target,
+            source_ip,
+            status,
+            fields: Vec::new(),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    /// RFC 3339 time, or a duration back from now (`24h`).
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/v1/audit`: newest first.
+pub(super) async fn list(State(state): State<AppState>, uri: Uri) -> AdminResult {
+    let Query(query) = Query::<AuditQuery>::try_from_uri(&uri).map_err(|e| {
+        fail(ApiError::invalid_request(crate::error::printable(
+            &e.body_text(),
+        )))
+    })?;
+    let now = crate::time::now_ms();
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(fail(ApiError::invalid_param(
+            "limit",
+            "'limit' must be 1-10000.",
+        )));
+    }
+    let filter = AuditFilter {
+        actor: query.actor,
+        action: query.action,
+        target: query.target,
+        since: query_time("since", query.since, now)?,
+        until: query_time("until", query.until, now)?,
+    };
+    let events = state
+        .store
+        .audit_events(&filter, limit)
+        .await
+        .map_err(store_failed)?;
+    let data: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "time": crate::time::rfc3339(e.ts),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "source_ip": e.source_ip,
+                "status": e.status,
+                "fields": e.fields,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
