@@ -341,7 +341,7 @@ impl Config {
             }
         }
         for p in raw.providers {
-            let validated = provider::validate(p, env)?;
+            let validated = provider::validate(p, env, &environments)?;
             if let Some(existing) = providers
                 .iter()
                 .position(|q: &ProviderConfig| q.name == validated.name)

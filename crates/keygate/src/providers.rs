@@ -254,6 +254,11 @@ impl Provider {
         }
     }
 
+    /// Whether keys of environment `env` may use this provider.
+    pub fn serves_env(&self, env: &str) -> bool {
+        self.config.environments.is_empty() || self.config.environments.iter().any(|e| e == env)
+    }
+
     /// Whether it authenticates with short-lived tokens it fetches itself
     /// (a refused token is worth one retry with a fresh one).
     pub fn uses_tokens(&self) -> bool {

@@ -252,6 +252,22 @@ async fn proxy(
     if routes.is_empty() {
         return Err(not_allowed());
     }
+    // Environments are boundaries: a key only spends provider accounts of
+    // its own environment.
+    let routes: Vec<Route> = routes
+        .into_iter()
+        .filter(|r| r.provider.serves_env(&key.env))
+        .collect();
+    if routes.is_empty() {
+        return Err(ApiError::forbidden(
+            "environment_not_allowed",
+            format!(
+                "The model '{}' is not served to '{}' keys.",
+                crate::error::printable(&head.model),
+                key.env
+            ),
+        ));
+    }
 
     // Try providers and keys in turn until one answers; an attempt fails
     // over only before anything reached the client.

@@ -73,6 +73,9 @@ pub struct RawProvider {
     pub models: Vec<String>,
     /// Share of traffic among providers serving the same model (default 1).
     pub weight: Option<u32>,
+    /// Key environments this provider serves (default: all). A `test` key
+    /// never spends a provider account reserved for `live`.
+    pub environments: Option<Vec<String>>,
     /// Azure: `api-version` query parameter.
     pub api_version: Option<String>,
     /// Azure: model name → deployment name (default: the model name).
@@ -193,6 +196,8 @@ pub struct ProviderConfig {
     pub from_env: bool,
     /// Share of traffic among providers serving the same model.
     pub weight: u32,
+    /// Key environments served; empty means all.
+    pub environments: Vec<String>,
     /// Azure `api-version`.
     pub api_version: Option<String>,
     /// Azure model → deployment.
@@ -223,6 +228,7 @@ impl ProviderConfig {
             models,
             from_env,
             weight: 1,
+            environments: Vec::new(),
             api_version: None,
             deployments: BTreeMap::new(),
             azure_ad: None,
@@ -241,9 +247,24 @@ fn secret_var(env: &dyn Env, setting: &str, var: &str) -> Result<SecretString, C
         .ok_or_else(|| invalid(setting, format!("environment variable {var} is not set")))
 }
 
-/// Validate one `[[providers]]` entry.
-pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigError> {
+/// Validate one `[[providers]]` entry; `environments` are the key
+/// environments the gateway knows.
+pub fn validate(
+    p: RawProvider,
+    env: &dyn Env,
+    environments: &[String],
+) -> Result<ProviderConfig, ConfigError> {
     let setting = format!("providers.{}", p.name);
+    let served = p.environments.clone().unwrap_or_default();
+    if let Some(unknown) = served.iter().find(|e| !environments.contains(e)) {
+        return Err(invalid(
+            &setting,
+            format!(
+                "environment '{unknown}' is not one of the configured environments ({})",
+                environments.join(", ")
+            ),
+        ));
+    }
     if p.name.is_empty() || p.name.contains('/') || p.name.len() > 64 {
         return Err(invalid(
             setting,
@@ -435,6 +456,7 @@ pub fn validate(p: RawProvider, env: &dyn Env) -> Result<ProviderConfig, ConfigE
         models: p.models,
         from_env: false,
         weight,
+        environments: served,
         api_version,
         deployments: p.deployments,
         azure_ad,

@@ -38,7 +38,12 @@ pub async fn list_models(
 
     // (id as the client would send it, canonical provider/model, owner)
     let mut models: BTreeSet<(String, String, String)> = BTreeSet::new();
-    for provider in state.registry.providers() {
+    for provider in state
+        .registry
+        .providers()
+        .iter()
+        .filter(|p| p.serves_env(&key.env))
+    {
         for name in provider.listed_models() {
             models.insert((
                 name.to_string(),

@@ -81,3 +81,88 @@ async fn configured_providers_and_aliases_reach_their_upstream_with_their_key() 
     assert_eq!(providers, vec!["local", "local", "local"]);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn environments_are_boundaries_a_test_key_never_reaches_a_live_provider() {
+    let sandbox = crate::support::mock(MockOptions::default()).await;
+    let gw = TestGateway::start_with(Backend::Sqlite, MockOptions::default(), move |live| {
+        let toml = format!(
+            "[[providers]]\nname = \"prod\"\nkind = \"openai\"\nbase_url = \"http://{live}/v1\"\n\
+             api_key_env = \"PROD_KEY\"\nmodels = [\"gpt-*\", \"o3*\"]\nenvironments = [\"live\"]\n\n\
+             [[providers]]\nname = \"sandbox\"\nkind = \"openai\"\nbase_url = \"http://{sandbox}/v1\"\n\
+             api_key_env = \"SANDBOX_KEY\"\nmodels = [\"gpt-*\"]\nenvironments = [\"test\"]\n"
+        );
+        (
+            toml,
+            BTreeMap::from([
+                ("PROD_KEY".to_string(), "sk-prod-account".to_string()),
+                ("SANDBOX_KEY".to_string(), "sk-sandbox-account".to_string()),
+                ("OPENAI_API_KEY".to_string(), String::new()),
+                ("ANTHROPIC_API_KEY".to_string(), String::new()),
+            ]),
+        )
+    })
+    .await;
+    let (_, live_key) = gw.create_key(json!({"name": "l", "env": "live"})).await;
+    let (_, test_key) = gw.create_key(json!({"name": "t", "env": "test"})).await;
+    assert!(test_key.starts_with("kg_test_"));
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let seen = |mock: std::net::SocketAddr| async move {
+        let list: Value = reqwest::get(format!("http://{mock}/_mock/requests"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["headers"]["authorization"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..5 {
+        assert_eq!(gw.chat(&test_key, ask("gpt-4o")).await.status(), 200);
+        assert_eq!(gw.chat(&live_key, ask("gpt-4o")).await.status(), 200);
+    }
+    assert!(seen(sandbox)
+        .await
+        .iter()
+        .all(|a| a == "Bearer sk-sandbox-account"));
+    assert_eq!(
+        seen(sandbox).await.len(),
+        5,
+        "every test-key request went to the sandbox"
+    );
+    assert!(seen(gw.mock)
+        .await
+        .iter()
+        .all(|a| a == "Bearer sk-prod-account"));
+    // A model only the live provider serves is refused to a test key, and
+    // `prod/…` cannot reach around the boundary.
+    for model in ["o3-mini", "prod/gpt-4o"] {
+        let response = gw.chat(&test_key, ask(model)).await;
+        assert_eq!(
+            error_code(response).await,
+            (403, json!("environment_not_allowed")),
+            "{model}"
+        );
+    }
+    assert_eq!(
+        seen(gw.mock).await.len(),
+        5,
+        "the live account was never used by the test key"
+    );
+    gw.finish().await;
+}
+
+#[test]
+fn a_provider_environment_must_be_configured() {
+    let raw: keygate::config::RawConfig = toml::from_str(
+        "[[providers]]\nname = \"p\"\nkind = \"openai\"\napi_key_env = \"K\"\nenvironments = [\"staging\"]\n",
+    )
+    .unwrap();
+    let env = BTreeMap::from([("K".to_string(), "k".to_string())]);
+    let error = keygate::config::Config::from_raw(raw, &env).unwrap_err();
+    assert!(error.to_string().contains("staging"), "{error}");
+}
