@@ -157,3 +157,29 @@ def test_audit_cli_lists_admin_changes(gateway) -> None:
     table = gateway.cli("audit", "--action", "key.revoke", "--limit", "5")
     assert table.returncode == 0 and created["id"] in table.stdout
     assert created["key"] not in table.stdout
+
+
+def test_keys_create_and_update_policy_flags(gateway) -> None:
+    created = gateway.cli_json(
+        "keys", "create", "--name", f"policy {marker()}", "--scopes", "chat,models",
+        "--allow-ips", "127.0.0.1,10.0.0.0/8", "--description", "ci key", "--format", "json",
+    )
+    assert created["scopes"] == ["chat", "models"]
+    assert created["allow_ips"] == ["127.0.0.1", "10.0.0.0/8"]
+    key = created["key"]
+    r = gateway.http.post(
+        "/v1/embeddings",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "text-embedding-3-small", "input": "x"},
+    )
+    assert_openai_error(r, 403, "scope_not_allowed")
+    updated = gateway.cli_json("keys", "update", created["id"], "--allow-ips", "10.0.0.0/8", "--format", "json")
+    assert updated["allow_ips"] == ["10.0.0.0/8"]
+    r = gateway.http.post(
+        "/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert_openai_error(r, 403, "ip_not_allowed")
+    out = gateway.cli("keys", "update", created["id"], "--scopes", "root")
+    assert out.returncode != 0 and "scope" in out.stderr

@@ -36,7 +36,10 @@ fn store_failed(error: crate::store::StoreError) -> ShapedError {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/keys", post(create_key).get(list_keys))
-        .route("/keys/{id}", get(show_key).delete(revoke_key_by_delete))
+        .route(
+            "/keys/{id}",
+            get(show_key).patch(update_key).delete(revoke_key_by_delete),
+        )
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/keys/{id}/rotate", post(rotate_key))
         .route("/keys/{id}/suspend", post(suspend_key))
@@ -104,6 +107,10 @@ fn key_view(record: &KeyRecord, now: i64) -> Value {
         "status": status,
         "hint": record.hint,
         "models": record.models,
+        "scopes": record.scopes,
+        "allow_ips": record.allow_ips,
+        "description": record.description,
+        "metadata": record.metadata,
         "created_at": crate::time::rfc3339(record.created_at),
         "expires_at": record.expires_at.map(crate::time::rfc3339),
         "revoked_at": record.revoked_at.map(crate::time::rfc3339),
@@ -147,49 +154,70 @@ struct CreateKey {
     /// A duration from now (`30d`) or an RFC 3339 time.
     #[serde(default)]
     expires: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, Value>,
 }
 
-const MAX_NAME: usize = 128;
-const MAX_MODEL_PATTERNS: usize = 256;
+const MAX_DESCRIPTION: usize = 1024;
+const MAX_METADATA_BYTES: usize = 8 * 1024;
 
-async fn create_key(State(state): State<AppState>, request: Request) -> AdminResult {
-    let (parts, body) = request.into_parts();
-    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
-        .await
-        .map_err(fail)?;
-    let input: CreateKey = parse_object(&bytes, "key definition")?;
-    let name = input.name.trim();
+/// Check the policy fields a create or an update sets.
+fn validate_policy(
+    scopes: &[String],
+    allow_ips: &[String],
+    description: Option<&str>,
+    metadata: &serde_json::Map<String, Value>,
+) -> Result<(), ShapedError> {
+    crate::policy::Scopes::parse(scopes).map_err(|e| fail(ApiError::invalid_param("scopes", e)))?;
+    crate::policy::IpAllowlist::parse(allow_ips)
+        .map_err(|e| fail(ApiError::invalid_param("allow_ips", e)))?;
+    if description.is_some_and(|d| {
+        d.chars().count() > MAX_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n')
+    }) {
+        return Err(fail(ApiError::invalid_param(
+            "description",
+            format!("'description' takes up to {MAX_DESCRIPTION} printable characters."),
+        )));
+    }
+    if serde_json::to_vec(metadata).map_or(true, |b| b.len() > MAX_METADATA_BYTES) {
+        return Err(fail(ApiError::invalid_param(
+            "metadata",
+            format!("'metadata' must be a JSON object of at most {MAX_METADATA_BYTES} bytes."),
+        )));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), ShapedError> {
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(fail(ApiError::invalid_param(
             "name",
             format!("'name' must be 1-{MAX_NAME} printable characters."),
         )));
     }
-    if input.models.len() > MAX_MODEL_PATTERNS
-        || input.models.iter().any(|m| m.is_empty() || m.len() > 256)
-    {
+    Ok(())
+}
+
+fn validate_models(models: &[String]) -> Result<(), ShapedError> {
+    if models.len() > MAX_MODEL_PATTERNS || models.iter().any(|m| m.is_empty() || m.len() > 256) {
         return Err(fail(ApiError::invalid_param(
             "models",
             format!("'models' takes at most {MAX_MODEL_PATTERNS} non-empty patterns of up to 256 characters."),
         )));
     }
-    ModelAllowlist::new(input.models.clone())
-        .map_err(|e| fail(ApiError::invalid_param("models", e)))?;
-    let env = input.env.unwrap_or_else(|| "live".into());
-    if !state.config.environments.contains(&env) {
-        return Err(fail(ApiError::invalid_param(
-            "env",
-            format!(
-                "Unknown environment '{}'; configured: {}.",
-                crate::error::printable(&env),
-                state.config.environments.join(", ")
-            ),
-        )));
-    }
-    let now = crate::time::now_ms();
-    let expires_at = input
-        .expires
-        .as_deref()
+    ModelAllowlist::new(models.to_vec())
+        .map(|_| ())
+        .map_err(|e| fail(ApiError::invalid_param("models", e)))
+}
+
+fn parse_expiry(text: Option<&str>, now: i64) -> Result<Option<i64>, ShapedError> {
+    let expires_at = text
         .map(|text| crate::time::parse_time_or_duration(text, now))
         .transpose()
         .map_err(|e| {
@@ -204,6 +232,40 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
             "'expires' must be in the future.",
         )));
     }
+    Ok(expires_at)
+}
+
+const MAX_NAME: usize = 128;
+const MAX_MODEL_PATTERNS: usize = 256;
+
+async fn create_key(State(state): State<AppState>, request: Request) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: CreateKey = parse_object(&bytes, "key definition")?;
+    let name = input.name.trim();
+    validate_name(name)?;
+    validate_models(&input.models)?;
+    validate_policy(
+        &input.scopes,
+        &input.allow_ips,
+        input.description.as_deref(),
+        &input.metadata,
+    )?;
+    let env = input.env.unwrap_or_else(|| "live".into());
+    if !state.config.environments.contains(&env) {
+        return Err(fail(ApiError::invalid_param(
+            "env",
+            format!(
+                "Unknown environment '{}'; configured: {}.",
+                crate::error::printable(&env),
+                state.config.environments.join(", ")
+            ),
+        )));
+    }
+    let now = crate::time::now_ms();
+    let expires_at = parse_expiry(input.expires.as_deref(), now)?;
 
     let secret = key::generate(&env);
     let record = KeyRecord {
@@ -222,6 +284,10 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
         previous_secret_hash: None,
         previous_expires_at: None,
         suspended_at: None,
+        scopes: input.scopes,
+        allow_ips: input.allow_ips,
+        description: input.description,
+        metadata: input.metadata,
     };
     state
         .store
@@ -327,6 +393,92 @@ async fn revoke_key_by_delete(
     Path(id): Path<String>,
 ) -> AdminResult {
     revoke(&state, &id, None).await
+}
+
+/// Body of `PATCH /admin/v1/keys/{id}`: only these fields may change; an
+/// unknown one (`env`, `kind`, `secret_hash`, …) is refused, never applied
+/// or ignored (OWASP API3, mass assignment). `expires: null` removes expiry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    name: Option<String>,
+    models: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    allow_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires: Option<Option<String>>,
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// Distinguish `"expires": null` (remove) from an absent field (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/v1/keys/{id}`
+async fn update_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: UpdateKey = parse_object(&bytes, "key update")?;
+    let mut record = find_data_key(&state, &id).await?;
+    if record.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be changed.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    if let Some(name) = input.name {
+        let name = name.trim().to_string();
+        validate_name(&name)?;
+        record.name = name;
+    }
+    if let Some(models) = input.models {
+        validate_models(&models)?;
+        record.models = models;
+    }
+    if let Some(scopes) = input.scopes {
+        record.scopes = scopes;
+    }
+    if let Some(allow_ips) = input.allow_ips {
+        record.allow_ips = allow_ips;
+    }
+    if let Some(description) = input.description {
+        record.description = description;
+    }
+    if let Some(metadata) = input.metadata {
+        record.metadata = metadata;
+    }
+    if let Some(expires) = input.expires {
+        record.expires_at = parse_expiry(expires.as_deref(), now)?;
+    }
+    validate_policy(
+        &record.scopes,
+        &record.allow_ips,
+        record.description.as_deref(),
+        &record.metadata,
+    )?;
+    record.updated_at = now;
+    let stored = state
+        .store
+        .update_key(&record)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed meanwhile.",
+            ))
+        })?;
+    state.keys.upsert(&stored);
+    tracing::info!(key_id = %stored.id, "key updated");
+    Ok(Json(key_view(&stored, now)).into_response())
 }
 
 /// `POST /admin/v1/keys/{id}/suspend`: refused until resumed.

@@ -81,6 +81,9 @@ pub struct RawConfig {
     pub workers: Option<usize>,
     /// `KEYGATE_ENVIRONMENTS` (comma-separated)
     pub environments: Option<Vec<String>>,
+    /// `KEYGATE_TRUSTED_PROXIES` (comma-separated CIDRs): peers whose
+    /// `X-Forwarded-For` is believed
+    pub trusted_proxies: Option<Vec<String>>,
     /// `KEYGATE_ENV_FILE`: a `.env` file whose variables fill in what the
     /// process environment lacks (default: `.env` in the working directory,
     /// if it exists).
@@ -127,6 +130,8 @@ pub struct Config {
     pub workers: usize,
     /// Environment names keys may carry.
     pub environments: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Model aliases.
     pub aliases: BTreeMap<String, String>,
     /// Providers; empty means the built-in mock is used.
@@ -323,6 +328,20 @@ impl Config {
         )
         .map_err(|e| invalid("master_key_file / KEYGATE_MASTER_KEY*", e.to_string()))?;
 
+        let trusted_proxies = env
+            .var("KEYGATE_TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .or(raw.trusted_proxies)
+            .unwrap_or_default()
+            .iter()
+            .map(|entry: &String| crate::policy::parse_network(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("trusted_proxies / KEYGATE_TRUSTED_PROXIES", e))?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -386,6 +405,7 @@ impl Config {
             key_refresh_interval,
             workers,
             environments,
+            trusted_proxies,
             aliases: raw.aliases,
             providers,
             server_secret: env.var("KEYGATE_SERVER_SECRET").map(SecretString::from),

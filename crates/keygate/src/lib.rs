@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod error;
 pub mod ledger;
 pub mod mock;
+pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod server;

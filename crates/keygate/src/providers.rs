@@ -46,6 +46,16 @@ impl Operation {
         }
     }
 
+    /// The route family keys are scoped by.
+    pub fn scope(self) -> crate::policy::Scope {
+        match self {
+            Operation::ChatCompletions => crate::policy::Scope::Chat,
+            Operation::Embeddings => crate::policy::Scope::Embeddings,
+            Operation::Messages => crate::policy::Scope::Messages,
+            Operation::GenerateContent => crate::policy::Scope::Generate,
+        }
+    }
+
     /// The wire format of the client's request and response; `None` for
     /// embeddings, which are only relayed between OpenAI-format peers.
     pub fn client_format(self) -> Option<Format> {

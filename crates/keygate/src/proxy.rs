@@ -127,11 +127,14 @@ fn elapsed_ms(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Verify the credential on a data-plane request.
+/// Verify the credential on a data-plane request and the key's policy for
+/// this route family and this client's network.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: SocketAddr,
+    scope: crate::policy::Scope,
 ) -> Result<Arc<KeyEntry>, ApiError> {
     refuse_credential_in_query(query)?;
     let key = state
@@ -141,6 +144,22 @@ pub fn authenticate(
         return Err(ApiError::forbidden(
             "wrong_credential_kind",
             "Admin credentials cannot call models; use a keygate API key.",
+        ));
+    }
+    if !key.scopes.allows(scope) {
+        return Err(ApiError::forbidden(
+            "scope_not_allowed",
+            format!(
+                "This API key is not allowed to call '{}' routes.",
+                scope.name()
+            ),
+        ));
+    }
+    let client = crate::policy::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+    if !key.allow_ips.allows(client) {
+        return Err(ApiError::forbidden(
+            "ip_not_allowed",
+            format!("This API key may not be used from {client}."),
         ));
     }
     Ok(key)
@@ -163,7 +182,16 @@ async fn forward(
         started,
         armed: true,
     };
-    let outcome = proxy(&state, op, req, path_model, &mut pending.event, started).await;
+    let outcome = proxy(
+        &state,
+        op,
+        req,
+        path_model,
+        peer,
+        &mut pending.event,
+        started,
+    )
+    .await;
     // The request's fate is decided: whoever records it, it is not the guard.
     pending.armed = false;
     match outcome {
@@ -209,16 +237,18 @@ impl Drop for Pending {
 /// Most upstream attempts one request makes (keys and providers together).
 const MAX_ATTEMPTS: usize = 4;
 
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     state: &AppState,
     op: Operation,
     req: Request,
     path_model: PathModel,
+    peer: SocketAddr,
     event: &mut UsageEvent,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let key = authenticate(state, &parts.headers, parts.uri.query())?;
+    let key = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
     event.key_id = Some(key.id.clone());
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;

@@ -331,6 +331,10 @@ async fn bootstrap_admin(
         previous_secret_hash: None,
         previous_expires_at: None,
         suspended_at: None,
+        scopes: Vec::new(),
+        allow_ips: Vec::new(),
+        description: None,
+        metadata: serde_json::Map::new(),
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

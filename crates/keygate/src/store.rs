@@ -75,6 +75,14 @@ pub struct KeyRecord {
     pub previous_expires_at: Option<i64>,
     /// Unix ms since when the key is suspended (refused until resumed).
     pub suspended_at: Option<i64>,
+    /// Route families allowed (empty: all).
+    pub scopes: Vec<String>,
+    /// Source networks allowed, CIDRs (empty: any).
+    pub allow_ips: Vec<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Free-form JSON object.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One audit log entry: who did what to which target, from where, with
@@ -170,6 +178,11 @@ pub trait Store: CredentialStore + Send + Sync + std::fmt::Debug {
         previous_expires_at: i64,
         now: i64,
     ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Replace the mutable policy fields of an unrevoked key (name,
+    /// description, models, scopes, networks, expiry, metadata); returns the
+    /// key as now stored, or `None` when there is no such unrevoked key.
+    async fn update_key(&self, key: &KeyRecord) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Suspend (`Some(now)`) or resume (`None`) an unrevoked key. Returns
     /// the key as now stored, or `None` when there is no such unrevoked key.

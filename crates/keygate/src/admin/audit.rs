@@ -41,6 +41,7 @@ fn describe(method: &Method, path: &str) -> (String, Option<String>) {
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["keys"]) => ("key.create".into(), None),
         ("DELETE", ["keys", id]) => ("key.revoke".into(), Some(clean(id))),
+        ("PATCH", ["keys", id]) => ("key.update".into(), Some(clean(id))),
         ("POST", ["keys", id, verb]) => (format!("key.{}", clean(verb)), Some(clean(id))),
         ("POST", ["provider-credentials"]) => ("provider_credential.create".into(), None),
         ("PUT", ["provider-credentials", name]) => {

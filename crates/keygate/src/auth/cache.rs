@@ -90,6 +90,10 @@ pub struct KeyEntry {
     pub revoked_at: Option<i64>,
     /// Suspended (refused until resumed).
     pub suspended: bool,
+    /// Route families allowed.
+    pub scopes: crate::policy::Scopes,
+    /// Source networks allowed.
+    pub allow_ips: crate::policy::IpAllowlist,
     digest: KeyDigest,
 }
 
@@ -133,6 +137,18 @@ impl KeyCache {
                 return;
             }
         };
+        let (scopes, allow_ips) = match (
+            crate::policy::Scopes::parse(&record.scopes),
+            crate::policy::IpAllowlist::parse(&record.allow_ips),
+        ) {
+            (Ok(scopes), Ok(allow_ips)) => (scopes, allow_ips),
+            (Err(e), _) | (_, Err(e)) => {
+                // Refuse rather than serve a key with a looser policy.
+                tracing::error!(key_id = %record.id, error = %e, "stored key has an unreadable policy; key ignored");
+                self.remove(&record.id);
+                return;
+            }
+        };
         let entry = KeyEntry {
             id: record.id.clone(),
             kind: record.kind,
@@ -141,6 +157,8 @@ impl KeyCache {
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
             suspended: record.suspended_at.is_some(),
+            scopes,
+            allow_ips,
             digest,
         };
         // The replaced secret of a rotation: the same key, ending at the
@@ -177,6 +195,16 @@ impl KeyCache {
                 if stale != digest && Some(stale) != previous_digest {
                     self.by_digest.remove(&stale);
                 }
+            }
+        }
+    }
+
+    /// Forget a key (both of its secrets).
+    fn remove(&self, id: &str) {
+        if let Some((_, (digest, previous))) = self.digest_by_id.remove(id) {
+            self.by_digest.remove(&digest);
+            if let Some(previous) = previous {
+                self.by_digest.remove(&previous);
             }
         }
     }
@@ -261,6 +289,10 @@ mod tests {
             previous_secret_hash: None,
             previous_expires_at: None,
             suspended_at: None,
+            scopes: Vec::new(),
+            allow_ips: Vec::new(),
+            description: None,
+            metadata: serde_json::Map::new(),
         }
     }
 

@@ -13,9 +13,40 @@ const COLUMNS: &[&str] = &[
     "status",
     "hint",
     "models",
+    "scopes",
+    "allow_ips",
     "created_at",
     "expires_at",
 ];
+
+/// Policy flags shared by `create` and `update`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyFlags {
+    /// Route families allowed, comma-separated: chat, embeddings, messages,
+    /// generate, models (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// Source networks allowed, comma-separated CIDRs (default: any).
+    #[arg(long, value_delimiter = ',')]
+    allow_ips: Option<Vec<String>>,
+    /// Free-text description.
+    #[arg(long)]
+    description: Option<String>,
+}
+
+impl PolicyFlags {
+    fn apply(self, body: &mut Value) {
+        if let Some(scopes) = self.scopes {
+            body["scopes"] = json!(scopes);
+        }
+        if let Some(allow_ips) = self.allow_ips {
+            body["allow_ips"] = json!(allow_ips);
+        }
+        if let Some(description) = self.description {
+            body["description"] = Value::String(description);
+        }
+    }
+}
 
 /// Key commands.
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +65,27 @@ pub enum KeysCommand {
         /// Environment (default live).
         #[arg(long)]
         env: Option<String>,
+        #[command(flatten)]
+        policy: PolicyFlags,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Change a key's name, models, scopes, networks, expiry or description.
+    Update {
+        /// Key id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New model allowlist, comma-separated globs.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// New expiry (a duration or an RFC 3339 time), or `never`.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        policy: PolicyFlags,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -101,9 +153,11 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             models,
             expires,
             env,
+            policy,
             format,
         } => {
             let mut body = json!({ "name": name, "models": models });
+            policy.apply(&mut body);
             if let Some(expires) = expires {
                 body["expires"] = Value::String(expires);
             }
@@ -119,6 +173,37 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                     println!("This secret is shown only now; store it safely.");
                 }
             }
+        }
+        KeysCommand::Update {
+            id,
+            name,
+            models,
+            expires,
+            policy,
+            format,
+        } => {
+            let mut body = json!({});
+            if let Some(name) = name {
+                body["name"] = Value::String(name);
+            }
+            if let Some(models) = models {
+                body["models"] = json!(models);
+            }
+            match expires.as_deref() {
+                Some("never") => body["expires"] = Value::Null,
+                Some(expires) => body["expires"] = Value::String(expires.to_string()),
+                None => {}
+            }
+            policy.apply(&mut body);
+            let key = client
+                .call(
+                    Method::PATCH,
+                    &format!("/keys/{}", path_segment(&id)),
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            print(format, &key, std::slice::from_ref(&key), COLUMNS);
         }
         KeysCommand::List { format } => {
             let list = client.call(Method::GET, "/keys", &[], None).await?;

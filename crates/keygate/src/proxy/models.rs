@@ -18,7 +18,13 @@ pub async fn list_models(
 ) -> Response {
     let anthropic_client = req.headers().contains_key("anthropic-version");
     let mut event = arriving("/v1/models", peer, &req);
-    let key = match authenticate(&state, req.headers(), req.uri().query()) {
+    let key = match authenticate(
+        &state,
+        req.headers(),
+        req.uri().query(),
+        peer,
+        crate::policy::Scope::Models,
+    ) {
         Ok(key) => key,
         Err(error) => {
             event.status = error.status.as_u16();

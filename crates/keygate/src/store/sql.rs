@@ -37,6 +37,26 @@ macro_rules! impl_store {
                     previous_secret_hash: row.try_get("previous_secret_hash")?,
                     previous_expires_at: row.try_get("previous_expires_at")?,
                     suspended_at: row.try_get("suspended_at")?,
+                    scopes: {
+                        let text: String = row.try_get("scopes")?;
+                        serde_json::from_str(&text).map_err(|e| corrupt(format!("scopes: {e}")))?
+                    },
+                    allow_ips: {
+                        let text: String = row.try_get("allow_ips")?;
+                        serde_json::from_str(&text).map_err(|e| corrupt(format!("allow_ips: {e}")))?
+                    },
+                    description: row.try_get("description")?,
+                    metadata: {
+                        let text: String = row.try_get("metadata")?;
+                        serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
+                    },
+                })
+            }
+
+            fn json<T: serde::Serialize>(value: &T) -> Result<String, $crate::store::StoreError> {
+                serde_json::to_string(value).map_err(|e| $crate::store::StoreError::Corrupt {
+                    table: "keys",
+                    message: e.to_string(),
                 })
             }
 
@@ -124,8 +144,9 @@ macro_rules! impl_store {
                 sqlx::query(
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
-                     previous_expires_at, suspended_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     previous_expires_at, suspended_at, scopes, allow_ips, description, metadata) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, $17, $18, $19)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -142,6 +163,10 @@ macro_rules! impl_store {
                 .bind(&key.previous_secret_hash)
                 .bind(key.previous_expires_at)
                 .bind(key.suspended_at)
+                .bind(Self::json(&key.scopes)?)
+                .bind(Self::json(&key.allow_ips)?)
+                .bind(&key.description)
+                .bind(Self::json(&key.metadata)?)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -201,6 +226,32 @@ macro_rules! impl_store {
                     return Ok(None);
                 }
                 self.get_key(id).await
+            }
+
+            async fn update_key(
+                &self,
+                key: &$crate::store::KeyRecord,
+            ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE keys SET name = $1, description = $2, models = $3, scopes = $4, \
+                     allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8 \
+                     WHERE id = $9 AND revoked_at IS NULL",
+                )
+                .bind(&key.name)
+                .bind(&key.description)
+                .bind(Self::json(&key.models)?)
+                .bind(Self::json(&key.scopes)?)
+                .bind(Self::json(&key.allow_ips)?)
+                .bind(key.expires_at)
+                .bind(Self::json(&key.metadata)?)
+                .bind(key.updated_at)
+                .bind(&key.id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                self.get_key(&key.id).await
             }
 
             async fn set_suspended(

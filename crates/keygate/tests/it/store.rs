@@ -22,6 +22,10 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         previous_secret_hash: None,
         previous_expires_at: None,
         suspended_at: None,
+        scopes: Vec::new(),
+        allow_ips: Vec::new(),
+        description: None,
+        metadata: serde_json::Map::new(),
     }
 }
 
