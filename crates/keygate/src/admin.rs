@@ -90,7 +90,10 @@ fn admin_credential(
 }
 
 /// A key as the admin API shows it: never the secret.
-fn key_view(record: &KeyRecord, now: i64) -> Value {
+fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> Value {
+    // The current secret's age, against the rotation policy.
+    let secret_age_ms = now.saturating_sub(record.rotated_at.unwrap_or(record.created_at));
+    let policy_ms = i64::try_from(rotation_policy.as_millis()).unwrap_or(i64::MAX);
     let status = if record.revoked_at.is_some() {
         "revoked"
     } else if record.suspended_at.is_some() {
@@ -116,6 +119,9 @@ fn key_view(record: &KeyRecord, now: i64) -> Value {
         "revoked_at": record.revoked_at.map(crate::time::rfc3339),
         "revoke_reason": record.revoke_reason,
         "suspended_at": record.suspended_at.map(crate::time::rfc3339),
+        "rotated_at": record.rotated_at.map(crate::time::rfc3339),
+        "secret_age_days": secret_age_ms / 86_400_000,
+        "rotation_due": record.revoked_at.is_none() && secret_age_ms >= policy_ms,
         // During a rotation's grace period the replaced secret still works
         // until this time.
         "previous_secret_expires_at": record
@@ -288,6 +294,7 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
         allow_ips: input.allow_ips,
         description: input.description,
         metadata: input.metadata,
+        rotated_at: None,
     };
     state
         .store
@@ -296,7 +303,7 @@ async fn create_key(State(state): State<AppState>, request: Request) -> AdminRes
         .map_err(store_failed)?;
     state.keys.upsert(&record);
     tracing::info!(key_id = %record.id, env = %record.env, "key created");
-    let mut view = key_view(&record, now);
+    let mut view = key_view(&record, now, state.config.rotation_policy);
     // The secret is shown exactly once, here.
     view["key"] = Value::String(secret.expose_secret().to_string());
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -309,7 +316,10 @@ async fn list_keys(State(state): State<AppState>) -> AdminResult {
         .list_keys(KeyKind::Data)
         .await
         .map_err(store_failed)?;
-    let data: Vec<Value> = keys.iter().map(|k| key_view(k, now)).collect();
+    let data: Vec<Value> = keys
+        .iter()
+        .map(|k| key_view(k, now, state.config.rotation_policy))
+        .collect();
     Ok(Json(json!({ "data": data })).into_response())
 }
 
@@ -339,7 +349,12 @@ async fn find_data_key(state: &AppState, id: &str) -> Result<KeyRecord, ShapedEr
 
 async fn show_key(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult {
     let record = find_data_key(&state, &id).await?;
-    Ok(Json(key_view(&record, crate::time::now_ms())).into_response())
+    Ok(Json(key_view(
+        &record,
+        crate::time::now_ms(),
+        state.config.rotation_policy,
+    ))
+    .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,7 +379,7 @@ async fn revoke(state: &AppState, id: &str, reason: Option<String>) -> AdminResu
         .ok_or_else(|| fail(ApiError::not_found("The key vanished while being revoked.")))?;
     state.keys.upsert(&record);
     tracing::info!(key_id = %record.id, "key revoked");
-    Ok(Json(key_view(&record, now)).into_response())
+    Ok(Json(key_view(&record, now, state.config.rotation_policy)).into_response())
 }
 
 async fn revoke_key(
@@ -478,7 +493,7 @@ async fn update_key(
         })?;
     state.keys.upsert(&stored);
     tracing::info!(key_id = %stored.id, "key updated");
-    Ok(Json(key_view(&stored, now)).into_response())
+    Ok(Json(key_view(&stored, now, state.config.rotation_policy)).into_response())
 }
 
 /// `POST /admin/v1/keys/{id}/suspend`: refused until resumed.
@@ -513,7 +528,7 @@ async fn set_suspended(state: &AppState, id: &str, suspend: bool) -> AdminResult
         })?;
     state.keys.upsert(&record);
     tracing::info!(key_id = %record.id, suspended = suspend, "key suspension changed");
-    Ok(Json(key_view(&record, now)).into_response())
+    Ok(Json(key_view(&record, now, state.config.rotation_policy)).into_response())
 }
 
 /// Body of `POST /admin/v1/keys/{id}/rotate`.
@@ -589,7 +604,7 @@ async fn rotate_key(
         })?;
     state.keys.upsert(&record);
     tracing::info!(key_id = %record.id, grace_ms, "key rotated");
-    let mut view = key_view(&record, now);
+    let mut view = key_view(&record, now, state.config.rotation_policy);
     // The new secret is shown exactly once, here.
     view["key"] = Value::String(secret.expose_secret().to_string());
     Ok(Json(view).into_response())

@@ -77,6 +77,8 @@ pub struct RawConfig {
     pub stream_idle_timeout: Option<String>,
     /// `KEYGATE_KEY_REFRESH_INTERVAL` (e.g. `1s`)
     pub key_refresh_interval: Option<String>,
+    /// `KEYGATE_ROTATION_POLICY` (e.g. `90d`): secrets older than this are flagged
+    pub rotation_policy: Option<String>,
     /// `KEYGATE_WORKERS`: serving threads (default: one per core)
     pub workers: Option<usize>,
     /// `KEYGATE_ENVIRONMENTS` (comma-separated)
@@ -126,6 +128,8 @@ pub struct Config {
     pub stream_idle_timeout: Duration,
     /// How often each node re-reads changed keys from the store.
     pub key_refresh_interval: Duration,
+    /// Age at which a key's secret is flagged as due for rotation.
+    pub rotation_policy: Duration,
     /// Runtime worker threads serving requests.
     pub workers: usize,
     /// Environment names keys may carry.
@@ -302,6 +306,7 @@ impl Config {
             raw.key_refresh_interval,
             "1s",
         )?;
+        let rotation_policy = duration(env, "KEYGATE_ROTATION_POLICY", raw.rotation_policy, "90d")?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -403,6 +408,7 @@ impl Config {
             first_byte_timeout,
             stream_idle_timeout,
             key_refresh_interval,
+            rotation_policy,
             workers,
             environments,
             trusted_proxies,

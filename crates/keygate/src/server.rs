@@ -335,6 +335,7 @@ async fn bootstrap_admin(
         allow_ips: Vec::new(),
         description: None,
         metadata: serde_json::Map::new(),
+        rotated_at: None,
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

@@ -83,6 +83,9 @@ pub struct KeyRecord {
     pub description: Option<String>,
     /// Free-form JSON object.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Unix ms when the current secret was issued by a rotation (`None`:
+    /// at creation).
+    pub rotated_at: Option<i64>,
 }
 
 /// One audit log entry: who did what to which target, from where, with

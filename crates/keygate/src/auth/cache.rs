@@ -293,6 +293,7 @@ mod tests {
             allow_ips: Vec::new(),
             description: None,
             metadata: serde_json::Map::new(),
+            rotated_at: None,
         }
     }
 

@@ -46,6 +46,7 @@ macro_rules! impl_store {
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("allow_ips: {e}")))?
                     },
                     description: row.try_get("description")?,
+                    rotated_at: row.try_get("rotated_at")?,
                     metadata: {
                         let text: String = row.try_get("metadata")?;
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
@@ -144,9 +145,10 @@ macro_rules! impl_store {
                 sqlx::query(
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
-                     previous_expires_at, suspended_at, scopes, allow_ips, description, metadata) \
+                     previous_expires_at, suspended_at, scopes, allow_ips, description, metadata, \
+                     rotated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19)",
+                     $16, $17, $18, $19, $20)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -167,6 +169,7 @@ macro_rules! impl_store {
                 .bind(Self::json(&key.allow_ips)?)
                 .bind(&key.description)
                 .bind(Self::json(&key.metadata)?)
+                .bind(key.rotated_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -212,7 +215,7 @@ macro_rules! impl_store {
             ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 let done = sqlx::query(
                     "UPDATE keys SET previous_secret_hash = secret_hash, previous_expires_at = $1, \
-                     secret_hash = $2, hint = $3, updated_at = $4 \
+                     secret_hash = $2, hint = $3, updated_at = $4, rotated_at = $4 \
                      WHERE id = $5 AND revoked_at IS NULL",
                 )
                 .bind(previous_expires_at)

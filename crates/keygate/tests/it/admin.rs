@@ -227,3 +227,70 @@ async fn a_suspended_key_is_refused_until_resumed() {
     assert_eq!(response.status(), 404);
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn the_key_age_flag_appears_at_the_rotation_policy_age() {
+    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    let (fresh, _) = gw.create_key(json!({"name": "fresh"})).await;
+    // Keys whose secrets were issued just before and exactly at the
+    // default 90-day policy age, written straight into the store.
+    let day = 86_400_000i64;
+    let now = keygate::time::now_ms();
+    let mut aged = gw.store().get_key(&fresh).await.unwrap().unwrap();
+    for (id, age) in [
+        ("key_agedjustunder", 90 * day - 60_000),
+        ("key_agedatpolicy", 90 * day),
+    ] {
+        aged.id = id.to_string();
+        aged.secret_hash = format!("{:0>64}", id.len());
+        aged.created_at = now - age;
+        aged.updated_at = now;
+        gw.store().insert_key(&aged).await.unwrap();
+    }
+    let show = |id: String| {
+        let request = gw.admin(Method::GET, &format!("/keys/{id}"));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(show(fresh.clone()).await["rotation_due"], false);
+    let under = show("key_agedjustunder".into()).await;
+    assert_eq!(
+        (
+            under["rotation_due"].clone(),
+            under["secret_age_days"].clone()
+        ),
+        (json!(false), json!(89))
+    );
+    let at = show("key_agedatpolicy".into()).await;
+    assert_eq!(
+        (at["rotation_due"].clone(), at["secret_age_days"].clone()),
+        (json!(true), json!(90))
+    );
+    // The list flags it too, and a rotation clears the flag.
+    let list: Value = gw
+        .admin(Method::GET, "/keys")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flagged: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["rotation_due"] == true)
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, vec!["key_agedatpolicy"]);
+    let rotated: Value = gw
+        .admin(Method::POST, "/keys/key_agedatpolicy/rotate")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rotated["rotation_due"], false);
+    assert_eq!(rotated["secret_age_days"], 0);
+    gw.finish().await;
+}

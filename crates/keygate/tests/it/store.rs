@@ -26,6 +26,7 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         allow_ips: Vec::new(),
         description: None,
         metadata: serde_json::Map::new(),
+        rotated_at: None,
     }
 }
 
