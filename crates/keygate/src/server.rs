@@ -215,15 +215,13 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest
 }
 
 /// Load every stored key into the cache; returns the newest `updated_at`.
-async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<i64, crate::store::StoreError> {
-    let mut newest = 0;
+async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<(), crate::store::StoreError> {
     for kind in [KeyKind::Data, KeyKind::Admin] {
         for record in store.list_keys(kind).await? {
-            newest = newest.max(record.updated_at);
             keys.upsert(&record);
         }
     }
-    Ok(newest)
+    Ok(())
 }
 
 /// Keep the cache in step with changes made on other nodes: re-read keys
@@ -235,13 +233,19 @@ fn spawn_key_refresh(
     store: Arc<dyn Store>,
     keys: Arc<KeyCache>,
     every: Duration,
-    mut watermark: i64,
+    loaded_at: i64,
     changed: Arc<tokio::sync::Notify>,
 ) {
     const OVERLAP_MS: i64 = 5_000;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rows changed after a poll began carry an `updated_at` no earlier
+        // than that moment minus the clock skew between nodes (OVERLAP_MS),
+        // so each poll reads from there: a change is re-read for a few
+        // seconds at most, never forever (a bulk import of a million keys
+        // must not be re-read every interval).
+        let mut since = loaded_at.saturating_sub(OVERLAP_MS);
         loop {
             // A change announced by another node refreshes at once; the
             // ticker bounds how long a lost announcement can go unnoticed.
@@ -249,12 +253,13 @@ fn spawn_key_refresh(
                 _ = ticker.tick() => {}
                 () = changed.notified() => {}
             }
-            match store.keys_changed_since(watermark - OVERLAP_MS).await {
+            let poll_started = crate::time::now_ms();
+            match store.keys_changed_since(since).await {
                 Ok(records) => {
                     for record in &records {
-                        watermark = watermark.max(record.updated_at);
                         keys.upsert(record);
                     }
+                    since = since.max(poll_started.saturating_sub(OVERLAP_MS));
                 }
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; will retry"),
             }
@@ -482,7 +487,10 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         crate::credentials::StoredCredentials::open(Arc::clone(&store), config.master_key.clone())
             .await?;
     let keys = Arc::new(KeyCache::new(hasher));
-    let watermark = load_keys(store.as_ref(), &keys).await?;
+    // Everything changed before the load began is in the cache; the refresh
+    // picks up from there (its own overlap covers clock skew).
+    let loaded_at = crate::time::now_ms();
+    load_keys(store.as_ref(), &keys).await?;
     if let Some(path) = bootstrap_admin(&config, store.as_ref(), &keys).await? {
         println!(
             "keygate: created the first admin credential in {} (readable only by its owner)",
@@ -532,7 +540,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         Arc::clone(&store),
         Arc::clone(&keys),
         config.key_refresh_interval,
-        watermark,
+        loaded_at,
         changed,
     );
     credentials.spawn_refresh(config.key_refresh_interval);
