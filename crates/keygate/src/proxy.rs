@@ -96,8 +96,16 @@ pub fn new_request_id() -> String {
 }
 
 /// The start of a ledger row for a request that just arrived.
-pub fn arriving(route: &str, peer: SocketAddr, request: &Request) -> UsageEvent {
+/// `source_ip` is the client's address: the peer, or what trusted proxies
+/// reported in `X-Forwarded-For`.
+pub fn arriving(
+    route: &str,
+    peer: SocketAddr,
+    request: &Request,
+    trusted_proxies: &[ipnet::IpNet],
+) -> UsageEvent {
     let headers = request.headers();
+    let client = crate::policy::client_ip(peer.ip(), headers, trusted_proxies);
     UsageEvent {
         request_id: request
             .extensions()
@@ -115,7 +123,7 @@ pub fn arriving(route: &str, peer: SocketAddr, request: &Request) -> UsageEvent 
         error_code: None,
         latency_ms: 0,
         streamed: false,
-        source_ip: Some(peer.ip().to_string()),
+        source_ip: Some(client.to_string()),
         user_agent: headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -178,7 +186,7 @@ async fn forward(
     let started = Instant::now();
     let mut pending = Pending {
         ledger: state.ledger.clone(),
-        event: arriving(op.route(), peer, &req),
+        event: arriving(op.route(), peer, &req, &state.config.trusted_proxies),
         started,
         armed: true,
     };

@@ -17,7 +17,7 @@ pub async fn list_models(
     req: Request,
 ) -> Response {
     let anthropic_client = req.headers().contains_key("anthropic-version");
-    let mut event = arriving("/v1/models", peer, &req);
+    let mut event = arriving("/v1/models", peer, &req, &state.config.trusted_proxies);
     let key = match authenticate(
         &state,
         req.headers(),

@@ -95,13 +95,19 @@ async fn source_networks_and_trusted_proxies() {
     // Directly from 127.0.0.1 (not the office).
     let response = post(&gw, chat, &office, chat_body(false), None).await;
     assert_eq!(error_code(response).await, (403, json!("ip_not_allowed")));
-    // Through the trusted proxy (127.0.0.1) for an office client.
+    // Through the trusted proxy (127.0.0.1) for an office client; the
+    // ledger records the client, not the proxy.
     assert_eq!(
         post(&gw, chat, &office, chat_body(false), Some("203.0.113.9"))
             .await
             .status(),
         200
     );
+    let office_id = gw.state.keys.verify(&office, 0).unwrap().id.clone();
+    let events = gw.events_of(&office_id).await;
+    assert!(events
+        .iter()
+        .any(|e| e.status == 200 && e.source_ip.as_deref() == Some("203.0.113.9")));
     // A client forging an office address in front of its own: the proxy
     // appended the real one, which is what counts.
     let response = post(
