@@ -93,7 +93,7 @@ pub struct MockOptions {
 }
 
 /// Access key id of the mock's AWS credentials unless configured.
-pub const DEFAULT_AWS_ACCESS_KEY_ID: &str = "AKIAKEYGATEMOCK00000";
+pub const DEFAULT_AWS_ACCESS_KEY_ID: &str = "keygate-mock-access-key-id";
 /// Secret access key of the mock's AWS credentials unless configured.
 pub const DEFAULT_AWS_SECRET_ACCESS_KEY: &str = "keygate-mock-aws-secret-access-key";
 pub use control::{DEFAULT_AZURE_CLIENT_ID, DEFAULT_AZURE_CLIENT_SECRET};

@@ -23,7 +23,7 @@
 //! | `record` | `true` | record provider requests |
 //! | `record_limit` | 1000 | requests kept |
 //! | `cached_tokens` | 0 | cached input tokens every response reports: OpenAI `prompt_tokens_details.cached_tokens` (and Responses `input_tokens_details`), Anthropic `cache_read_input_tokens`, Gemini `cachedContentTokenCount`, Bedrock `cacheReadInputTokens` (the last two omitted at 0) |
-//! | `aws_access_key_id` | `--aws-access-key-id` (`AKIAKEYGATEMOCK00000`) | key Bedrock requests must be signed with; others → 403 `UnrecognizedClientException` |
+//! | `aws_access_key_id` | `--aws-access-key-id` (`keygate-mock-access-key-id`) | key Bedrock requests must be signed with; others → 403 `UnrecognizedClientException` |
 //! | `aws_secret_access_key` | `--aws-secret-access-key` (`keygate-mock-aws-secret-access-key`) | its secret; a wrong signature → 403 `InvalidSignatureException` |
 //! | `aws_session_token` | `--aws-session-token` (unset) | *clearable*; when set, `x-amz-security-token` must equal it (when unset, must be absent) |
 //! | `azure_api_key` | unset | *clearable*; when set, Azure `api-key` must equal it, or one of its comma-separated keys (a rotation's overlap); else any non-empty key |

@@ -172,7 +172,7 @@ async fn bedrock_refuses_bad_signatures() {
     assert_aws_error(&r, "InvalidSignatureException", "does not match");
 
     let unknown_key = Signing {
-        key_id: "AKIAUNKNOWN000000000",
+        key_id: "unknown-access-key-id",
         ..Signing::default()
     };
     let r = send(&app, signed(&path, &body, &body, &unknown_key)).await;
@@ -209,15 +209,15 @@ async fn bedrock_session_tokens_and_configured_credentials() {
     let app = app();
     let config = configure(
         &app,
-        json!({"aws_access_key_id": "AKIAOTHER", "aws_secret_access_key": "s3cret", "aws_session_token": "tok"}),
+        json!({"aws_access_key_id": "other-access-key-id", "aws_secret_access_key": "s3cret", "aws_session_token": "tok"}),
     )
     .await;
-    assert_eq!(config["aws_access_key_id"], "AKIAOTHER");
+    assert_eq!(config["aws_access_key_id"], "other-access-key-id");
     assert_eq!(config["aws_session_token"], "tok");
     let path = format!("{MODEL_PATH}/converse");
     let body = converse_body().to_string();
     let with = |token| Signing {
-        key_id: "AKIAOTHER",
+        key_id: "other-access-key-id",
         secret: "s3cret",
         token,
         ..Signing::default()
@@ -845,7 +845,7 @@ async fn hostile_bodies_on_new_routes_are_4xx() {
         "AWS4-HMAC-SHA256",
         "AWS4-HMAC-SHA256 Credential=",
         "AWS4-HMAC-SHA256 Credential=a/b/c/d/e/f, SignedHeaders=, Signature=",
-        "AWS4-HMAC-SHA256 Credential=AKIAKEYGATEMOCK00000/x/y/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+        "AWS4-HMAC-SHA256 Credential=keygate-mock-access-key-id/x/y/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
         "Bearer",
         "Bearer ya29.mock.",
         "Bearer ya29.mock.99999999999999999999999.zz",
@@ -880,14 +880,14 @@ fn cli_flags_set_the_aws_credentials() {
     let cli = Cli::try_parse_from([
         "mock-provider",
         "--aws-access-key-id",
-        "AKIAX",
+        "cli-access-key-id",
         "--aws-secret-access-key",
         "sec",
         "--aws-session-token",
         "tok",
     ])
     .unwrap();
-    assert_eq!(cli.opts.aws_access_key_id, "AKIAX");
+    assert_eq!(cli.opts.aws_access_key_id, "cli-access-key-id");
     assert_eq!(cli.opts.aws_secret_access_key, "sec");
     assert_eq!(cli.opts.aws_session_token.as_deref(), Some("tok"));
 }

@@ -194,8 +194,11 @@ fn azure_ad_and_aws_secrets_come_from_any_credential_source() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "from-a-file\n").unwrap();
-    let env: BTreeMap<String, String> =
-        [("AWS_ACCESS_KEY_ID".to_string(), "AKIA1".to_string())].into();
+    let env: BTreeMap<String, String> = [(
+        "AWS_ACCESS_KEY_ID".to_string(),
+        "test-access-key-id".to_string(),
+    )]
+    .into();
     let file = secret.display();
     let ok = format!(
         "[[providers]]\nname = \"az\"\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\n\
