@@ -147,6 +147,26 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| invalid(crate::error::printable(&e.to_string())))
 }
 
+/// A small optional JSON object body (an action's options): empty means
+/// the defaults; anything else gets the usual checks.
+async fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    request: Request,
+    what: &str,
+) -> Result<T, ShapedError> {
+    const LIMIT: usize = 16 * 1024;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, LIMIT)
+        .await
+        .map_err(|_| fail(ApiError::payload_too_large(LIMIT)))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let bytes = crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), LIMIT)
+        .await
+        .map_err(fail)?;
+    parse_object(&bytes, what)
+}
+
 /// Body of `POST /admin/v1/keys`. Unknown fields are refused, so a client
 /// cannot set anything the API does not offer (OWASP API3).
 #[derive(Debug, Deserialize)]
@@ -387,19 +407,7 @@ async fn revoke_key(
     Path(id): Path<String>,
     request: Request,
 ) -> AdminResult {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 16 * 1024)
-        .await
-        .map_err(|_| fail(ApiError::payload_too_large(16 * 1024)))?;
-    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RevokeKey::default()
-    } else {
-        let bytes =
-            crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), 16 * 1024)
-                .await
-                .map_err(fail)?;
-        parse_object(&bytes, "revocation")?
-    };
+    let input: RevokeKey = optional_body(request, "revocation").await?;
     revoke(&state, &id, input.reason).await
 }
 
@@ -552,19 +560,7 @@ async fn rotate_key(
     Path(id): Path<String>,
     request: Request,
 ) -> AdminResult {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 16 * 1024)
-        .await
-        .map_err(|_| fail(ApiError::payload_too_large(16 * 1024)))?;
-    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RotateKey::default()
-    } else {
-        let bytes =
-            crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), 16 * 1024)
-                .await
-                .map_err(fail)?;
-        parse_object::<RotateKey>(&bytes, "rotation")?
-    };
+    let input: RotateKey = optional_body(request, "rotation").await?;
     let grace_ms = match input.grace.as_deref() {
         None => DEFAULT_GRACE_MS,
         Some(text) => humantime::parse_duration(text.trim())

@@ -15,9 +15,9 @@ use super::ir::{
     Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
 use super::json::{
-    arr, boolean, carries_nothing, invalid, join, number, obj, only_keys, optional, parse_body,
-    parse_upstream, required, sse_event, string, unsigned, unsupported, untranslatable, up_str,
-    up_u64,
+    self, arr, boolean, carries_nothing, invalid, join, number, obj, only_keys, optional,
+    parse_body, parse_upstream, required, sse_event, string, unsigned, unsupported, untranslatable,
+    up_str, up_u64,
 };
 use super::{Format, StreamDecoder, StreamEncoder, TranslateError};
 use crate::proxy::sse;
@@ -359,22 +359,12 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
         results.append(&mut blocks);
         // Anthropic wants turns to alternate; consecutive turns of one
         // speaker (e.g. tool results then a user note) are one turn.
-        match messages.last_mut() {
-            Some((role, content)) if *role == message.role => content.append(&mut results),
-            _ => messages.push((message.role, results)),
-        }
+        json::push_turn(&mut messages, message.role, results);
     }
-    let messages: Vec<Value> = messages
-        .into_iter()
-        .map(|(role, content)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({"role": role, "content": content})
-        })
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert(
+        "messages".into(),
+        json::turns_json(messages, "assistant", "content"),
+    );
     if let Some(t) = request.temperature {
         body.insert("temperature".into(), json!(t));
     }

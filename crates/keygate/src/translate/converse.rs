@@ -331,22 +331,12 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
             has_tool_blocks |= matches!(part, Part::ToolCall(_) | Part::ToolResult(_));
             content.push(render_block(part)?);
         }
-        match messages.last_mut() {
-            Some((role, previous)) if *role == message.role => previous.append(&mut content),
-            _ => messages.push((message.role, content)),
-        }
+        json::push_turn(&mut messages, message.role, content);
     }
-    let messages: Vec<Value> = messages
-        .into_iter()
-        .map(|(role, content)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": content })
-        })
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert(
+        "messages".into(),
+        json::turns_json(messages, "assistant", "content"),
+    );
     if !request.system.is_empty() {
         let system: Vec<Value> = request
             .system

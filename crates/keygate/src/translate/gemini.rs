@@ -573,22 +573,12 @@ pub fn render_request(request: &ChatRequest) -> Result<Vec<u8>, TranslateError> 
         for part in &message.content {
             parts.push(render_part(part, &request.messages)?);
         }
-        match contents.last_mut() {
-            Some((role, previous)) if *role == message.role => previous.append(&mut parts),
-            _ => contents.push((message.role, parts)),
-        }
+        json::push_turn(&mut contents, message.role, parts);
     }
-    let contents: Vec<Value> = contents
-        .into_iter()
-        .map(|(role, parts)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "model",
-            };
-            json!({ "role": role, "parts": parts })
-        })
-        .collect();
-    body.insert("contents".into(), Value::Array(contents));
+    body.insert(
+        "contents".into(),
+        json::turns_json(contents, "model", "parts"),
+    );
 
     let mut config = Map::new();
     if let Some(n) = request.max_tokens {

@@ -1,6 +1,7 @@
 //! JSON access shared by the codecs: typed reads that name the offending
 //! parameter, and the errors every codec raises the same way.
 
+use super::ir::Role;
 use super::{Format, TranslateError};
 use serde_json::{Map, Value};
 
@@ -185,4 +186,38 @@ pub(super) fn sse_event(out: &mut Vec<u8>, name: Option<&str>, data: &Value) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(data.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
+}
+
+/// Add a turn, merged into the previous one when the same side speaks
+/// again: Bedrock requires turns to alternate, and Anthropic and Gemini want
+/// one turn's tool results together.
+pub(super) fn push_turn(turns: &mut Vec<(Role, Vec<Value>)>, role: Role, mut content: Vec<Value>) {
+    match turns.last_mut() {
+        Some((last, previous)) if *last == role => previous.append(&mut content),
+        _ => turns.push((role, content)),
+    }
+}
+
+/// The turns as `[{"role": …, <content_key>: […]}]`, the assistant named as
+/// the format names it (`assistant`, or Gemini's `model`).
+pub(super) fn turns_json(
+    turns: Vec<(Role, Vec<Value>)>,
+    assistant: &str,
+    content_key: &str,
+) -> Value {
+    Value::Array(
+        turns
+            .into_iter()
+            .map(|(role, content)| {
+                let role = match role {
+                    Role::User => "user",
+                    Role::Assistant => assistant,
+                };
+                let mut turn = Map::new();
+                turn.insert("role".into(), Value::String(role.into()));
+                turn.insert(content_key.into(), Value::Array(content));
+                Value::Object(turn)
+            })
+            .collect(),
+    )
 }
