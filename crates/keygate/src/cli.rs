@@ -1,11 +1,13 @@
 //! The `keygate` command line: one file per command group.
 
 mod admin_client;
+mod admin_credentials;
 mod audit;
 mod keys;
 mod output;
 mod provider_credentials;
 mod serve;
+mod tenancy;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -47,13 +49,22 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a fake upstream provider (OpenAI and Anthropic formats) for tests and demos.
     MockProvider(crate::mock::MockOptions),
-    /// Create, list, show and revoke API keys.
+    /// Create, list, show, update, rotate, suspend, resume and revoke API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Show usage totals by key and model.
     Usage(usage::UsageArgs),
     /// Read the audit log (admin changes and refused admin sign-ins).
     Audit(audit::AuditArgs),
+    /// Create and list organisations.
+    #[command(subcommand)]
+    Orgs(tenancy::OrgsCommand),
+    /// Create and list projects.
+    #[command(subcommand)]
+    Projects(tenancy::ProjectsCommand),
+    /// Hand out and revoke admin credentials with a role and a scope.
+    #[command(subcommand)]
+    AdminCredentials(admin_credentials::AdminCredentialsCommand),
     /// Store, list, rotate and delete provider (upstream) secrets kept
     /// encrypted in the database; rotate their master key.
     #[command(subcommand)]
@@ -94,6 +105,11 @@ pub fn run() -> ExitCode {
             Command::Keys(command) => keys::run(command, &cli.target).await,
             Command::Usage(args) => usage::run(args, &cli.target).await,
             Command::Audit(args) => audit::run(args, &cli.target).await,
+            Command::Orgs(command) => tenancy::run_orgs(command, &cli.target).await,
+            Command::Projects(command) => tenancy::run_projects(command, &cli.target).await,
+            Command::AdminCredentials(command) => {
+                admin_credentials::run(command, &cli.target).await
+            }
             Command::ProviderCredentials(command) => {
                 provider_credentials::run(command, &cli.target).await
             }

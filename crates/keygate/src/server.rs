@@ -341,6 +341,11 @@ async fn bootstrap_admin(
         description: None,
         metadata: serde_json::Map::new(),
         rotated_at: None,
+        org_id: None,
+        project_id: None,
+        owner: None,
+        // The first credential may do everything, everywhere.
+        role: Some("owner".into()),
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

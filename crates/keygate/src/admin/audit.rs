@@ -40,9 +40,17 @@ fn describe(method: &Method, path: &str) -> (String, Option<String>) {
     };
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["keys"]) => ("key.create".into(), None),
+        // The answer names the owner or project (`selector`).
+        ("POST", ["keys", "revoke"]) => ("key.revoke_bulk".into(), None),
         ("DELETE", ["keys", id]) => ("key.revoke".into(), Some(clean(id))),
         ("PATCH", ["keys", id]) => ("key.update".into(), Some(clean(id))),
         ("POST", ["keys", id, verb]) => (format!("key.{}", clean(verb)), Some(clean(id))),
+        ("POST", ["organisations"]) => ("organisation.create".into(), None),
+        ("POST", ["projects"]) => ("project.create".into(), None),
+        ("POST", ["admin-credentials"]) => ("admin_credential.create".into(), None),
+        ("POST", ["admin-credentials", id, verb]) => {
+            (format!("admin_credential.{}", clean(verb)), Some(clean(id)))
+        }
         ("POST", ["provider-credentials"]) => ("provider_credential.create".into(), None),
         ("PUT", ["provider-credentials", name]) => {
             ("provider_credential.update".into(), Some(clean(name)))
@@ -102,7 +110,8 @@ pub(super) async fn run_audited(
     let mut response = response;
     if target.is_none() && status.is_success() {
         // A created resource is named in the answer (`id`, or `name` for
-        // provider credentials); only that field is read from it.
+        // provider credentials, or the `selector` of a bulk revocation);
+        // only that field is read from it.
         let (parts, body) = response.into_parts();
         let answer = axum::body::to_bytes(body, MAX_ANSWER)
             .await
@@ -111,6 +120,7 @@ pub(super) async fn run_audited(
             target = map
                 .get("id")
                 .or_else(|| map.get("name"))
+                .or_else(|| map.get("selector"))
                 .and_then(Value::as_str)
                 .map(crate::error::printable);
         }

@@ -294,6 +294,10 @@ mod tests {
             description: None,
             metadata: serde_json::Map::new(),
             rotated_at: None,
+            org_id: None,
+            project_id: None,
+            owner: None,
+            role: None,
         }
     }
 

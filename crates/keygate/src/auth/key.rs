@@ -144,22 +144,36 @@ pub fn hint(secret: &str) -> String {
     format!("...{tail}")
 }
 
-/// A fresh public identifier for a key: not secret, never accepted as one.
-pub fn new_key_id() -> String {
+/// A fresh public identifier (`key_…`, `org_…`, `proj_…`): not secret,
+/// never accepted as a credential.
+pub fn new_id(prefix: &str) -> String {
     let mut rng = OsRng.unwrap_err();
     let random: String = Alphanumeric
         .sample_iter(&mut rng)
         .take(16)
         .map(char::from)
         .collect();
-    format!("key_{random}")
+    format!("{prefix}_{random}")
 }
 
-/// Whether `id` has the shape of a key id (so it can be looked up at all).
+/// A fresh public identifier for a key.
+pub fn new_key_id() -> String {
+    new_id("key")
+}
+
+/// Whether `id` has the shape of an identifier with `prefix` (so it can be
+/// looked up at all).
+pub fn valid_id(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|rest| {
+            !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Whether `id` has the shape of a key id.
 pub fn valid_key_id(id: &str) -> bool {
-    id.strip_prefix("key_").is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    valid_id("key", id)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `keygate keys create|list|show|rotate|revoke`
+//! `keygate keys create|list|show|update|rotate|suspend|resume|revoke`
 
 use super::admin_client::AdminClient;
 use super::output::print;
@@ -11,12 +11,28 @@ const COLUMNS: &[&str] = &[
     "name",
     "env",
     "status",
+    "owner",
+    "project_id",
     "hint",
     "models",
     "scopes",
     "allow_ips",
     "created_at",
     "expires_at",
+];
+
+/// `keys list`: what an operator scans for — who holds it, where it may be
+/// used, how old its secret is, and when and from where it was last used.
+const LIST_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "owner",
+    "project_id",
+    "env",
+    "age",
+    "last_used_at",
+    "last_source_ip",
 ];
 
 /// Policy flags shared by `create` and `update`.
@@ -32,6 +48,17 @@ pub struct PolicyFlags {
     /// Free-text description.
     #[arg(long)]
     description: Option<String>,
+    /// Who answers for the key: a person's identity or a service name
+    /// (default: the admin credential's owner).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Project id (default: the admin credential's, or the default project).
+    #[arg(long)]
+    project: Option<String>,
+    /// Environment: live, test or another configured one (default live;
+    /// fixed once created).
+    #[arg(long)]
+    env: Option<String>,
 }
 
 impl PolicyFlags {
@@ -44,6 +71,15 @@ impl PolicyFlags {
         }
         if let Some(description) = self.description {
             body["description"] = Value::String(description);
+        }
+        for (field, value) in [
+            ("owner", self.owner),
+            ("project", self.project),
+            ("env", self.env),
+        ] {
+            if let Some(value) = value {
+                body[field] = Value::String(value);
+            }
         }
     }
 }
@@ -62,9 +98,6 @@ pub enum KeysCommand {
         /// Expiry: a duration (30d, 12h) or an RFC 3339 time.
         #[arg(long)]
         expires: Option<String>,
-        /// Environment (default live).
-        #[arg(long)]
-        env: Option<String>,
         #[command(flatten)]
         policy: PolicyFlags,
         /// Output format.
@@ -90,8 +123,20 @@ pub enum KeysCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// List keys.
+    /// List keys: status, owner, environment, age, last use and its source.
     List {
+        /// Only keys of this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only keys of this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// At most this many (1-1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Skip this many first.
+        #[arg(long)]
+        offset: Option<u32>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -132,10 +177,18 @@ pub enum KeysCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Revoke a key at once.
+    /// Revoke a key at once, or every key of an owner or a project.
     Revoke {
         /// Key id.
-        id: String,
+        #[arg(required_unless_present_any = ["owner", "project"], conflicts_with_all = ["owner", "project"])]
+        id: Option<String>,
+        /// Every key this person or service owns (and, for an owner-role
+        /// credential, the admin credentials they hold).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Every key of this project.
+        #[arg(long)]
+        project: Option<String>,
         /// Why (kept with the key).
         #[arg(long)]
         reason: Option<String>,
@@ -152,7 +205,6 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             name,
             models,
             expires,
-            env,
             policy,
             format,
         } => {
@@ -160,9 +212,6 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             policy.apply(&mut body);
             if let Some(expires) = expires {
                 body["expires"] = Value::String(expires);
-            }
-            if let Some(env) = env {
-                body["env"] = Value::String(env);
             }
             let created = client.call(Method::POST, "/keys", &[], Some(body)).await?;
             match format {
@@ -205,10 +254,29 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 .await?;
             print(format, &key, std::slice::from_ref(&key), COLUMNS);
         }
-        KeysCommand::List { format } => {
-            let list = client.call(Method::GET, "/keys", &[], None).await?;
+        KeysCommand::List {
+            owner,
+            project,
+            limit,
+            offset,
+            format,
+        } => {
+            let mut query = Vec::new();
+            for (name, value) in [
+                ("owner", owner),
+                ("project", project),
+                ("limit", limit.map(|n| n.to_string())),
+                ("offset", offset.map(|n| n.to_string())),
+            ] {
+                if let Some(value) = value {
+                    query.push((name, value));
+                }
+            }
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let list = client.call(Method::GET, "/keys", &query, None).await?;
             let rows = list["data"].as_array().cloned().unwrap_or_default();
-            print(format, &Value::Array(rows.clone()), &rows, COLUMNS);
+            let table: Vec<Value> = rows.iter().cloned().map(with_age).collect();
+            print(format, &Value::Array(rows), &table, LIST_COLUMNS);
         }
         KeysCommand::Show { id, format } => {
             let key = client
@@ -246,7 +314,12 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
         }
         KeysCommand::Suspend { id, format } => key_action(&client, &id, "suspend", format).await?,
         KeysCommand::Resume { id, format } => key_action(&client, &id, "resume", format).await?,
-        KeysCommand::Revoke { id, reason, format } => {
+        KeysCommand::Revoke {
+            id: Some(id),
+            reason,
+            format,
+            ..
+        } => {
             let body = json!({ "reason": reason });
             let key = client
                 .call(
@@ -257,6 +330,39 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 )
                 .await?;
             print(format, &key, std::slice::from_ref(&key), COLUMNS);
+        }
+        KeysCommand::Revoke {
+            id: None,
+            owner,
+            project,
+            reason,
+            format,
+        } => {
+            let body = json!({ "owner": owner, "project": project, "reason": reason });
+            let answer = client
+                .call(Method::POST, "/keys/revoke", &[], Some(body))
+                .await?;
+            let rows = answer["data"].as_array().cloned().unwrap_or_default();
+            match format {
+                Format::Json => print(format, &answer, &[], &[]),
+                Format::Table => {
+                    print(format, &answer, &rows, COLUMNS);
+                    println!(
+                        "\n{} key(s) revoked for {}.",
+                        answer["revoked"],
+                        answer["selector"].as_str().unwrap_or_default()
+                    );
+                    if let Some(ids) = answer["admin_credentials_revoked"]
+                        .as_array()
+                        .filter(|ids| !ids.is_empty())
+                    {
+                        println!(
+                            "Admin credentials revoked too: {}.",
+                            super::output::cell(&Value::Array(ids.clone()))
+                        );
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -281,8 +387,20 @@ async fn key_action(
     Ok(())
 }
 
+/// A list row with its secret's age as `12d`, marked when due for rotation.
+fn with_age(mut row: Value) -> Value {
+    let days = row["secret_age_days"].as_i64().unwrap_or_default();
+    let due = row["rotation_due"].as_bool().unwrap_or_default();
+    row["age"] = Value::String(if due {
+        format!("{days}d (rotate)")
+    } else {
+        format!("{days}d")
+    });
+    row
+}
+
 /// Keep an id from altering the request path.
-fn path_segment(id: &str) -> String {
+pub(super) fn path_segment(id: &str) -> String {
     id.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
         .collect()

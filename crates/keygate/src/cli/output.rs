@@ -23,7 +23,8 @@ pub fn print(format: Format, value: &Value, rows: &[Value], columns: &[&str]) {
     }
 }
 
-fn cell(value: &Value) -> String {
+/// One value as a table cell shows it.
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

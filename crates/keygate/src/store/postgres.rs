@@ -1,5 +1,6 @@
 //! The shared store for many nodes: PostgreSQL.
 
+use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
 use super::StoreError;
@@ -28,3 +29,4 @@ impl PostgresStore {
 
 impl_store!(PostgresStore, Postgres, "postgres");
 impl_credential_store!(PostgresStore, Postgres);
+impl_organisation_store!(PostgresStore, Postgres);

@@ -47,6 +47,10 @@ macro_rules! impl_store {
                     },
                     description: row.try_get("description")?,
                     rotated_at: row.try_get("rotated_at")?,
+                    org_id: row.try_get("org_id")?,
+                    project_id: row.try_get("project_id")?,
+                    owner: row.try_get("owner")?,
+                    role: row.try_get("role")?,
                     metadata: {
                         let text: String = row.try_get("metadata")?;
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
@@ -99,6 +103,41 @@ macro_rules! impl_store {
                 if let Some(until) = filter.until {
                     query.push(" AND ts < ").push_bind(until);
                 }
+                if let Some(org_id) = &filter.org_id {
+                    query
+                        .push(" AND key_id IN (SELECT id FROM keys WHERE org_id = ")
+                        .push_bind(org_id.clone())
+                        .push(")");
+                }
+                if let Some(project_id) = &filter.project_id {
+                    query
+                        .push(" AND key_id IN (SELECT id FROM keys WHERE project_id = ")
+                        .push_bind(project_id.clone())
+                        .push(")");
+                }
+            }
+
+            fn push_key_query(
+                query: &mut sqlx::QueryBuilder<'_, $db>,
+                kind: $crate::auth::KeyKind,
+                key_query: &$crate::store::KeyQuery,
+            ) {
+                query.push(" WHERE kind = ").push_bind(kind.as_str());
+                for (column, value) in [
+                    ("org_id", &key_query.org_id),
+                    ("project_id", &key_query.project_id),
+                    ("owner", &key_query.owner),
+                ] {
+                    if let Some(value) = value {
+                        query.push(format!(" AND {column} = ")).push_bind(value.clone());
+                    }
+                }
+                if key_query.unrevoked {
+                    query.push(" AND revoked_at IS NULL");
+                }
+                if let Some(id) = &key_query.except_id {
+                    query.push(" AND id <> ").push_bind(id.clone());
+                }
             }
         }
 
@@ -146,9 +185,9 @@ macro_rules! impl_store {
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
                      previous_expires_at, suspended_at, scopes, allow_ips, description, metadata, \
-                     rotated_at) \
+                     rotated_at, org_id, project_id, owner, role) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19, $20)",
+                     $16, $17, $18, $19, $20, $21, $22, $23, $24)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -170,6 +209,10 @@ macro_rules! impl_store {
                 .bind(&key.description)
                 .bind(Self::json(&key.metadata)?)
                 .bind(key.rotated_at)
+                .bind(&key.org_id)
+                .bind(&key.project_id)
+                .bind(&key.owner)
+                .bind(&key.role)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -192,6 +235,78 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn find_keys(
+                &self,
+                kind: $crate::auth::KeyKind,
+                key_query: &$crate::store::KeyQuery,
+                limit: i64,
+                offset: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM keys");
+                Self::push_key_query(&mut query, kind, key_query);
+                query
+                    .push(" ORDER BY created_at DESC, id LIMIT ")
+                    .push_bind(limit)
+                    .push(" OFFSET ")
+                    .push_bind(offset);
+                let rows = query.build().fetch_all(&self.pool).await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn revoke_keys(
+                &self,
+                kind: $crate::auth::KeyKind,
+                key_query: &$crate::store::KeyQuery,
+                at: i64,
+                reason: &str,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("UPDATE keys SET revoked_at = ");
+                query
+                    .push_bind(at)
+                    .push(", revoke_reason = ")
+                    .push_bind(reason.to_string())
+                    .push(", updated_at = ")
+                    .push_bind(at);
+                Self::push_key_query(&mut query, kind, key_query);
+                query.push(" AND revoked_at IS NULL RETURNING *");
+                let rows = query.build().fetch_all(&self.pool).await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn last_uses(
+                &self,
+                key_ids: &[String],
+            ) -> Result<std::collections::HashMap<String, $crate::store::LastUse>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut uses = std::collections::HashMap::new();
+                if key_ids.is_empty() {
+                    return Ok(uses);
+                }
+                // One index probe per key (usage_events_key_ts), whatever
+                // the ledger's size.
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT u.key_id, u.ts, u.source_ip FROM usage_events u WHERE u.key_id IN (",
+                );
+                let mut ids = query.separated(", ");
+                for id in key_ids {
+                    ids.push_bind(id.clone());
+                }
+                query.push(
+                    ") AND u.ts = (SELECT MAX(ts) FROM usage_events m WHERE m.key_id = u.key_id)",
+                );
+                for row in query.build().fetch_all(&self.pool).await? {
+                    let key_id: String = row.try_get("key_id")?;
+                    uses.insert(
+                        key_id,
+                        $crate::store::LastUse {
+                            ts: row.try_get("ts")?,
+                            source_ip: row.try_get("source_ip")?,
+                        },
+                    );
+                }
+                Ok(uses)
             }
 
             async fn keys_changed_since(
@@ -237,7 +352,8 @@ macro_rules! impl_store {
             ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 let done = sqlx::query(
                     "UPDATE keys SET name = $1, description = $2, models = $3, scopes = $4, \
-                     allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8 \
+                     allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8, owner = $10, \
+                     org_id = $11, project_id = $12 \
                      WHERE id = $9 AND revoked_at IS NULL",
                 )
                 .bind(&key.name)
@@ -249,6 +365,9 @@ macro_rules! impl_store {
                 .bind(Self::json(&key.metadata)?)
                 .bind(key.updated_at)
                 .bind(&key.id)
+                .bind(&key.owner)
+                .bind(&key.org_id)
+                .bind(&key.project_id)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {

@@ -27,6 +27,10 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         description: None,
         metadata: serde_json::Map::new(),
         rotated_at: None,
+        org_id: Some("org_default".into()),
+        project_id: Some("proj_default".into()),
+        owner: None,
+        role: None,
     }
 }
 

@@ -1,0 +1,298 @@
+//! Admin credentials in the admin API: owners hand out credentials with a
+//! role no wider than their own scope; the secret is shown once.
+
+use super::access::{Actor, Role};
+use super::keys::{parse_expiry, validate_name, validate_owner};
+use super::{fail, optional_body, parse_object, store_failed, AdminResult};
+use crate::auth::{key, KeyKind};
+use crate::error::{ApiError, ShapedError};
+use crate::server::AppState;
+use crate::store::{KeyQuery, KeyRecord};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Routes under `/admin/v1/admin-credentials`.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin-credentials",
+            post(create_credential).get(list_credentials),
+        )
+        .route("/admin-credentials/{id}", get(show_credential))
+        .route("/admin-credentials/{id}/revoke", post(revoke_credential))
+}
+
+/// An admin credential as the API shows it: never the secret.
+fn view(record: &KeyRecord, now: i64) -> Value {
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "role": record.role,
+        "org_id": record.org_id,
+        "project_id": record.project_id,
+        "owner": record.owner,
+        "status": status,
+        "hint": record.hint,
+        "created_at": crate::time::rfc3339(record.created_at),
+        "expires_at": record.expires_at.map(crate::time::rfc3339),
+        "revoked_at": record.revoked_at.map(crate::time::rfc3339),
+        "revoke_reason": record.revoke_reason,
+    })
+}
+
+/// Body of `POST /admin/v1/admin-credentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCredential {
+    name: String,
+    role: String,
+    /// Scope: an organisation (default: the caller's).
+    #[serde(default)]
+    org_id: Option<String>,
+    /// Scope: a project of that organisation (default: the caller's).
+    #[serde(default)]
+    project_id: Option<String>,
+    /// The person or service it is for.
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// `POST /admin/v1/admin-credentials`: owners only, within their scope.
+async fn create_credential(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    request: Request,
+) -> AdminResult {
+    actor.require(Role::Owner, "create admin credentials")?;
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 16 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: CreateCredential = parse_object(&bytes, "admin credential")?;
+    let name = input.name.trim().to_string();
+    validate_name(&name)?;
+    let role = Role::parse(&input.role).ok_or_else(|| {
+        fail(ApiError::invalid_param(
+            "role",
+            format!("'role' must be one of {}.", Role::NAMES),
+        ))
+    })?;
+    if let Some(owner) = &input.owner {
+        validate_owner(owner)?;
+    }
+    let org_id = input.org_id.or_else(|| actor.org_id.clone());
+    let project_id = input.project_id.or_else(|| actor.project_id.clone());
+    let (org_id, project_id) = scope(&state, &actor, org_id, project_id).await?;
+    let now = crate::time::now_ms();
+    let expires_at = parse_expiry(input.expires.as_deref(), now)?;
+    let secret = key::generate(key::ADMIN_ENV);
+    let record = KeyRecord {
+        id: key::new_key_id(),
+        kind: KeyKind::Admin,
+        name,
+        env: key::ADMIN_ENV.into(),
+        secret_hash: hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+        hint: key::hint(secret.expose_secret()),
+        models: Vec::new(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        revoke_reason: None,
+        updated_at: now,
+        previous_secret_hash: None,
+        previous_expires_at: None,
+        suspended_at: None,
+        scopes: Vec::new(),
+        allow_ips: Vec::new(),
+        description: None,
+        metadata: serde_json::Map::new(),
+        rotated_at: None,
+        org_id,
+        project_id,
+        owner: input.owner,
+        role: Some(role.as_str().into()),
+    };
+    state
+        .store
+        .insert_key(&record)
+        .await
+        .map_err(store_failed)?;
+    state.keys.upsert(&record);
+    tracing::info!(credential_id = %record.id, role = role.as_str(), "admin credential created");
+    let mut shown = view(&record, now);
+    // The secret is shown exactly once, here.
+    shown["key"] = Value::String(secret.expose_secret().to_string());
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+/// Check a requested scope: it must exist, the project must belong to the
+/// organisation, and it must lie inside the caller's own scope.
+async fn scope(
+    state: &AppState,
+    actor: &Actor,
+    org_id: Option<String>,
+    project_id: Option<String>,
+) -> Result<(Option<String>, Option<String>), ShapedError> {
+    let not_found = |what: &str, id: &str| {
+        fail(ApiError::not_found(format!(
+            "No {what} with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    let project = match &project_id {
+        Some(id) => {
+            let found = if key::valid_id("proj", id) {
+                state.store.get_project(id).await.map_err(store_failed)?
+            } else {
+                None
+            };
+            Some(found.ok_or_else(|| not_found("project", id))?)
+        }
+        None => None,
+    };
+    let org_id = match (org_id, &project) {
+        (Some(org), Some(project)) if org != project.org_id => {
+            return Err(fail(ApiError::invalid_param(
+                "project_id",
+                "The project belongs to another organisation.",
+            )))
+        }
+        (None, Some(project)) => Some(project.org_id.clone()),
+        (org, _) => org,
+    };
+    if let Some(org) = &org_id {
+        let exists = key::valid_id("org", org)
+            && state
+                .store
+                .get_organisation(org)
+                .await
+                .map_err(store_failed)?
+                .is_some();
+        if !exists {
+            return Err(not_found("organisation", org));
+        }
+    }
+    let within = match &org_id {
+        None => actor.is_instance_wide(),
+        Some(org) => {
+            actor.covers(Some(org), project_id.as_deref())
+                && (actor.project_id.is_none() || project_id.is_some())
+        }
+    };
+    if !within {
+        return Err(fail(ApiError::forbidden(
+            "insufficient_role",
+            "An admin credential can only be given a scope inside its creator's.",
+        )));
+    }
+    Ok((org_id, project_id))
+}
+
+/// An admin credential the caller may see (admins and owners, within
+/// their scope); anything else is "not found".
+async fn find_credential(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<KeyRecord, ShapedError> {
+    actor.require(Role::Admin, "read admin credentials")?;
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No admin credential with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_key_id(id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_key(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|k| k.kind == KeyKind::Admin && actor.sees_key(k))
+        .ok_or_else(not_found)
+}
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> AdminResult {
+    actor.require(Role::Admin, "read admin credentials")?;
+    let query = KeyQuery {
+        org_id: actor.org_id.clone(),
+        project_id: actor.project_id.clone(),
+        ..KeyQuery::default()
+    };
+    let now = crate::time::now_ms();
+    let data: Vec<Value> = state
+        .store
+        .find_keys(KeyKind::Admin, &query, 1000, 0)
+        .await
+        .map_err(store_failed)?
+        .iter()
+        .filter(|k| actor.sees_key(k))
+        .map(|k| view(k, now))
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+async fn show_credential(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    let record = find_credential(&state, &actor, &id).await?;
+    Ok(Json(view(&record, crate::time::now_ms())).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeCredential {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /admin/v1/admin-credentials/{id}/revoke`: owners only; never the
+/// caller's own credential (another owner must do it).
+async fn revoke_credential(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let input: RevokeCredential = optional_body(request, "revocation").await?;
+    let record = find_credential(&state, &actor, &id).await?;
+    actor.require(Role::Owner, "revoke admin credentials")?;
+    if record.id == actor.id {
+        return Err(fail(ApiError::invalid_request(
+            "A credential cannot revoke itself; use another owner credential.",
+        )));
+    }
+    let reason = super::keys::revoke_reason(input.reason);
+    let now = crate::time::now_ms();
+    let record = state
+        .store
+        .revoke_key(&record.id, now, &reason)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| fail(ApiError::not_found("The credential vanished meanwhile.")))?;
+    state.keys.upsert(&record);
+    tracing::info!(credential_id = %record.id, "admin credential revoked");
+    Ok(Json(view(&record, now)).into_response())
+}

@@ -1,0 +1,816 @@
+//! Data-plane keys in the admin API: create, list, show, update, rotate,
+//! suspend, resume and revoke (one key, or every key of an owner or a
+//! project). What a caller may touch is decided by [`Actor`].
+
+use super::access::{Actor, Role};
+use super::{fail, optional_body, parse_object, store_failed, AdminResult};
+use crate::auth::{key, KeyKind, ModelAllowlist};
+use crate::error::{ApiError, ShapedError};
+use crate::server::AppState;
+use crate::store::{KeyQuery, KeyRecord, LastUse, DEFAULT_ORG, DEFAULT_PROJECT};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Routes under `/admin/v1/keys`.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", post(create_key).get(list_keys))
+        .route("/keys/revoke", post(revoke_keys))
+        .route(
+            "/keys/{id}",
+            get(show_key).patch(update_key).delete(revoke_key_by_delete),
+        )
+        .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/keys/{id}/rotate", post(rotate_key))
+        .route("/keys/{id}/suspend", post(suspend_key))
+        .route("/keys/{id}/resume", post(resume_key))
+}
+
+/// A key as the admin API shows it: never the secret.
+fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> Value {
+    // The current secret's age, against the rotation policy.
+    let secret_age_ms = now.saturating_sub(record.rotated_at.unwrap_or(record.created_at));
+    let policy_ms = i64::try_from(rotation_policy.as_millis()).unwrap_or(i64::MAX);
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.suspended_at.is_some() {
+        "suspended"
+    } else if record.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "env": record.env,
+        "status": status,
+        "org_id": record.org_id,
+        "project_id": record.project_id,
+        "owner": record.owner,
+        "hint": record.hint,
+        "models": record.models,
+        "scopes": record.scopes,
+        "allow_ips": record.allow_ips,
+        "description": record.description,
+        "metadata": record.metadata,
+        "created_at": crate::time::rfc3339(record.created_at),
+        "expires_at": record.expires_at.map(crate::time::rfc3339),
+        "revoked_at": record.revoked_at.map(crate::time::rfc3339),
+        "revoke_reason": record.revoke_reason,
+        "suspended_at": record.suspended_at.map(crate::time::rfc3339),
+        "rotated_at": record.rotated_at.map(crate::time::rfc3339),
+        "secret_age_days": secret_age_ms / 86_400_000,
+        "rotation_due": record.revoked_at.is_none() && secret_age_ms >= policy_ms,
+        // During a rotation's grace period the replaced secret still works
+        // until this time.
+        "previous_secret_expires_at": record
+            .previous_expires_at
+            .filter(|t| *t > now && record.revoked_at.is_none())
+            .map(crate::time::rfc3339),
+    })
+}
+
+/// Add the key's last use (time and source address) to its view.
+fn with_last_use(mut view: Value, last: Option<&LastUse>) -> Value {
+    view["last_used_at"] = json!(last.map(|l| crate::time::rfc3339(l.ts)));
+    view["last_source_ip"] = json!(last.and_then(|l| l.source_ip.clone()));
+    view
+}
+
+/// Owner names: a person's identity (`alice@example.com`) or a service.
+const MAX_OWNER: usize = 256;
+
+pub(super) fn validate_owner(owner: &str) -> Result<(), ShapedError> {
+    if owner.is_empty() || owner.chars().count() > MAX_OWNER || owner.chars().any(char::is_control)
+    {
+        return Err(fail(ApiError::invalid_param(
+            "owner",
+            format!("'owner' must be 1-{MAX_OWNER} printable characters."),
+        )));
+    }
+    Ok(())
+}
+
+/// Body of `POST /admin/v1/keys`. Unknown fields are refused, so a client
+/// cannot set anything the API does not offer (OWASP API3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    env: Option<String>,
+    /// A duration from now (`30d`) or an RFC 3339 time.
+    #[serde(default)]
+    expires: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, Value>,
+    /// A person's identity or a service name; default: the caller's.
+    #[serde(default)]
+    owner: Option<String>,
+    /// Project id; default: the caller's project, or the default project.
+    #[serde(default)]
+    project: Option<String>,
+}
+
+const MAX_DESCRIPTION: usize = 1024;
+const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+/// Check the policy fields a create or an update sets.
+fn validate_policy(
+    scopes: &[String],
+    allow_ips: &[String],
+    description: Option<&str>,
+    metadata: &serde_json::Map<String, Value>,
+) -> Result<(), ShapedError> {
+    crate::policy::Scopes::parse(scopes).map_err(|e| fail(ApiError::invalid_param("scopes", e)))?;
+    crate::policy::IpAllowlist::parse(allow_ips)
+        .map_err(|e| fail(ApiError::invalid_param("allow_ips", e)))?;
+    if description.is_some_and(|d| {
+        d.chars().count() > MAX_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n')
+    }) {
+        return Err(fail(ApiError::invalid_param(
+            "description",
+            format!("'description' takes up to {MAX_DESCRIPTION} printable characters."),
+        )));
+    }
+    if serde_json::to_vec(metadata).map_or(true, |b| b.len() > MAX_METADATA_BYTES) {
+        return Err(fail(ApiError::invalid_param(
+            "metadata",
+            format!("'metadata' must be a JSON object of at most {MAX_METADATA_BYTES} bytes."),
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn validate_name(name: &str) -> Result<(), ShapedError> {
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(fail(ApiError::invalid_param(
+            "name",
+            format!("'name' must be 1-{MAX_NAME} printable characters."),
+        )));
+    }
+    Ok(())
+}
+
+fn validate_models(models: &[String]) -> Result<(), ShapedError> {
+    if models.len() > MAX_MODEL_PATTERNS || models.iter().any(|m| m.is_empty() || m.len() > 256) {
+        return Err(fail(ApiError::invalid_param(
+            "models",
+            format!("'models' takes at most {MAX_MODEL_PATTERNS} non-empty patterns of up to 256 characters."),
+        )));
+    }
+    ModelAllowlist::new(models.to_vec())
+        .map(|_| ())
+        .map_err(|e| fail(ApiError::invalid_param("models", e)))
+}
+
+pub(super) fn parse_expiry(text: Option<&str>, now: i64) -> Result<Option<i64>, ShapedError> {
+    let expires_at = text
+        .map(|text| crate::time::parse_time_or_duration(text, now))
+        .transpose()
+        .map_err(|e| {
+            fail(ApiError::invalid_param(
+                "expires",
+                crate::error::printable(&e),
+            ))
+        })?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(fail(ApiError::invalid_param(
+            "expires",
+            "'expires' must be in the future.",
+        )));
+    }
+    Ok(expires_at)
+}
+
+const MAX_NAME: usize = 128;
+const MAX_MODEL_PATTERNS: usize = 256;
+
+/// The project a new key goes to: the one named, else the caller's own,
+/// else (instance-wide callers and the default organisation's) the default
+/// project. A project outside the caller's scope does not exist for it.
+async fn target_project(
+    state: &AppState,
+    actor: &Actor,
+    named: Option<&str>,
+) -> Result<crate::store::Project, ShapedError> {
+    let id = match (named, &actor.project_id, &actor.org_id) {
+        (Some(id), _, _) => id,
+        (None, Some(own), _) => own.as_str(),
+        (None, None, None) => DEFAULT_PROJECT,
+        (None, None, Some(org)) if org == DEFAULT_ORG => DEFAULT_PROJECT,
+        (None, None, Some(_)) => {
+            return Err(fail(ApiError::invalid_param(
+                "project",
+                "Name the 'project' the key belongs to.",
+            )))
+        }
+    };
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No project with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_id("proj", id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_project(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|p| actor.sees_project(p))
+        .ok_or_else(not_found)
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    request: Request,
+) -> AdminResult {
+    actor.require(Role::Member, "create keys")?;
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: CreateKey = parse_object(&bytes, "key definition")?;
+    let name = input.name.trim();
+    validate_name(name)?;
+    validate_models(&input.models)?;
+    validate_policy(
+        &input.scopes,
+        &input.allow_ips,
+        input.description.as_deref(),
+        &input.metadata,
+    )?;
+    let env = input.env.unwrap_or_else(|| "live".into());
+    if !state.config.environments.contains(&env) {
+        return Err(fail(ApiError::invalid_param(
+            "env",
+            format!(
+                "Unknown environment '{}'; configured: {}.",
+                crate::error::printable(&env),
+                state.config.environments.join(", ")
+            ),
+        )));
+    }
+    let owner = match input.owner.as_deref().map(str::trim) {
+        Some(owner) => {
+            validate_owner(owner)?;
+            actor.require_owner_field(Some(owner))?;
+            owner.to_string()
+        }
+        None => actor.identity.clone(),
+    };
+    let project = target_project(&state, &actor, input.project.as_deref()).await?;
+    let now = crate::time::now_ms();
+    let expires_at = parse_expiry(input.expires.as_deref(), now)?;
+
+    let secret = key::generate(&env);
+    let record = KeyRecord {
+        id: key::new_key_id(),
+        kind: KeyKind::Data,
+        name: name.to_string(),
+        env,
+        secret_hash: hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+        hint: key::hint(secret.expose_secret()),
+        models: input.models,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        revoke_reason: None,
+        updated_at: now,
+        previous_secret_hash: None,
+        previous_expires_at: None,
+        suspended_at: None,
+        scopes: input.scopes,
+        allow_ips: input.allow_ips,
+        description: input.description,
+        metadata: input.metadata,
+        rotated_at: None,
+        org_id: Some(project.org_id),
+        project_id: Some(project.id),
+        owner: Some(owner),
+        role: None,
+    };
+    state
+        .store
+        .insert_key(&record)
+        .await
+        .map_err(store_failed)?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, env = %record.env, "key created");
+    let mut view = key_view(&record, now, state.config.rotation_policy);
+    // The secret is shown exactly once, here.
+    view["key"] = Value::String(secret.expose_secret().to_string());
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    owner: Option<String>,
+    project: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// The caller's scope, narrowed by the selectors it asked for.
+fn scoped_query(actor: &Actor, owner: Option<String>, project: Option<String>) -> KeyQuery {
+    KeyQuery {
+        org_id: actor.org_id.clone(),
+        // A project outside the caller's scope selects nothing: both
+        // conditions must hold.
+        project_id: project.or_else(|| actor.project_id.clone()),
+        owner,
+        unrevoked: false,
+        except_id: None,
+    }
+}
+
+/// `GET /admin/v1/keys`: newest first, a page at a time, each with its
+/// last use.
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    uri: Uri,
+) -> AdminResult {
+    let Query(query) = Query::<ListQuery>::try_from_uri(&uri).map_err(|e| {
+        fail(ApiError::invalid_request(crate::error::printable(
+            &e.body_text(),
+        )))
+    })?;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(fail(ApiError::invalid_param(
+            "limit",
+            "'limit' must be between 1 and 1000.",
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(fail(ApiError::invalid_param(
+            "offset",
+            "'offset' must not be negative.",
+        )));
+    }
+    let mut key_query = scoped_query(&actor, query.owner, None);
+    if let Some(project) = query.project {
+        if actor.project_id.as_ref().is_some_and(|own| *own != project) {
+            return Ok(Json(json!({ "data": [] })).into_response());
+        }
+        key_query.project_id = Some(project);
+    }
+    let keys = state
+        .store
+        .find_keys(KeyKind::Data, &key_query, limit, offset)
+        .await
+        .map_err(store_failed)?;
+    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    let uses = state.store.last_uses(&ids).await.map_err(store_failed)?;
+    let now = crate::time::now_ms();
+    let data: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            with_last_use(
+                key_view(k, now, state.config.rotation_policy),
+                uses.get(&k.id),
+            )
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// A data key the caller may see; anything else is "not found", so ids
+/// cannot be probed across projects and organisations (OWASP API1).
+async fn find_data_key(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<KeyRecord, ShapedError> {
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No key with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_key_id(id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_key(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|k| k.kind == KeyKind::Data && actor.sees_key(k))
+        .ok_or_else(not_found)
+}
+
+/// A data key the caller may change.
+async fn find_changeable_key(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<KeyRecord, ShapedError> {
+    let record = find_data_key(state, actor, id).await?;
+    actor.require_key_change(&record)?;
+    Ok(record)
+}
+
+async fn show_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    let record = find_data_key(&state, &actor, &id).await?;
+    let uses = state
+        .store
+        .last_uses(std::slice::from_ref(&record.id))
+        .await
+        .map_err(store_failed)?;
+    let view = key_view(&record, crate::time::now_ms(), state.config.rotation_policy);
+    Ok(Json(with_last_use(view, uses.get(&record.id))).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeKey {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A revocation's stated reason, or the default one.
+pub(super) fn revoke_reason(reason: Option<String>) -> String {
+    reason
+        .map(|r| {
+            crate::error::printable(r.trim())
+                .chars()
+                .take(512)
+                .collect::<String>()
+        })
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "revoked by admin".into())
+}
+
+async fn revoke(state: &AppState, actor: &Actor, id: &str, reason: Option<String>) -> AdminResult {
+    find_changeable_key(state, actor, id).await?;
+    let reason = revoke_reason(reason);
+    let now = crate::time::now_ms();
+    let record = state
+        .store
+        .revoke_key(id, now, &reason)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| fail(ApiError::not_found("The key vanished while being revoked.")))?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, "key revoked");
+    Ok(Json(key_view(&record, now, state.config.rotation_policy)).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let input: RevokeKey = optional_body(request, "revocation").await?;
+    revoke(&state, &actor, &id, input.reason).await
+}
+
+async fn revoke_key_by_delete(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    revoke(&state, &actor, &id, None).await
+}
+
+/// Body of `POST /admin/v1/keys/revoke`: every key of an owner, of a
+/// project, or of an owner within a project.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeKeys {
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /admin/v1/keys/revoke`: when someone leaves, one call revokes
+/// every key they hold in the caller's scope, and (for an owner-role
+/// caller) the admin credentials they hold there too.
+async fn revoke_keys(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    request: Request,
+) -> AdminResult {
+    actor.require(Role::Admin, "revoke keys in bulk")?;
+    let input: RevokeKeys = optional_body(request, "bulk revocation").await?;
+    if input.owner.is_none() && input.project.is_none() {
+        return Err(fail(ApiError::invalid_request(
+            "Name the 'owner' or the 'project' whose keys to revoke.",
+        )));
+    }
+    if let Some(owner) = &input.owner {
+        validate_owner(owner)?;
+    }
+    if let Some(project) = &input.project {
+        target_project(&state, &actor, Some(project)).await?;
+    }
+    let selector = match (&input.owner, &input.project) {
+        (Some(owner), Some(project)) => format!("owner:{owner} project:{project}"),
+        (Some(owner), None) => format!("owner:{owner}"),
+        (None, project) => format!("project:{}", project.as_deref().unwrap_or_default()),
+    };
+    let reason = revoke_reason(input.reason);
+    let query = KeyQuery {
+        unrevoked: true,
+        except_id: Some(actor.id.clone()),
+        ..scoped_query(&actor, input.owner.clone(), input.project.clone())
+    };
+    let now = crate::time::now_ms();
+    let revoked = state
+        .store
+        .revoke_keys(KeyKind::Data, &query, now, &reason)
+        .await
+        .map_err(store_failed)?;
+    let mut admin_credentials = Vec::new();
+    if actor.role == Role::Owner && input.owner.is_some() {
+        // The caller's own credential is kept, so the call cannot lock its
+        // author out halfway.
+        for record in state
+            .store
+            .revoke_keys(KeyKind::Admin, &query, now, &reason)
+            .await
+            .map_err(store_failed)?
+        {
+            admin_credentials.push(record);
+        }
+    }
+    for record in revoked.iter().chain(&admin_credentials) {
+        state.keys.upsert(record);
+    }
+    tracing::info!(
+        keys = revoked.len(),
+        admin_credentials = admin_credentials.len(),
+        "keys revoked in bulk"
+    );
+    let data: Vec<Value> = revoked
+        .iter()
+        .map(|k| key_view(k, now, state.config.rotation_policy))
+        .collect();
+    Ok(Json(json!({
+        "selector": crate::error::printable(&selector),
+        "revoked": revoked.len(),
+        "admin_credentials_revoked": admin_credentials.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        "data": data,
+    }))
+    .into_response())
+}
+
+/// Body of `PATCH /admin/v1/keys/{id}`: only these fields may change; an
+/// unknown one (`env`, `kind`, `secret_hash`, …) is refused, never applied
+/// or ignored (OWASP API3, mass assignment). `expires: null` removes expiry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    name: Option<String>,
+    models: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    allow_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires: Option<Option<String>>,
+    metadata: Option<serde_json::Map<String, Value>>,
+    /// Only admins and owners may hand a key to someone else.
+    owner: Option<String>,
+    /// Move the key to another project in scope (admins and owners).
+    project: Option<String>,
+    /// Accepted only when unchanged: the environment is part of the secret.
+    env: Option<String>,
+}
+
+/// Distinguish `"expires": null` (remove) from an absent field (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/v1/keys/{id}`
+async fn update_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let (parts, body) = request.into_parts();
+    let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
+        .await
+        .map_err(fail)?;
+    let input: UpdateKey = parse_object(&bytes, "key update")?;
+    let mut record = find_changeable_key(&state, &actor, &id).await?;
+    if record.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be changed.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    if let Some(name) = input.name {
+        let name = name.trim().to_string();
+        validate_name(&name)?;
+        record.name = name;
+    }
+    if let Some(models) = input.models {
+        validate_models(&models)?;
+        record.models = models;
+    }
+    if let Some(scopes) = input.scopes {
+        record.scopes = scopes;
+    }
+    if let Some(allow_ips) = input.allow_ips {
+        record.allow_ips = allow_ips;
+    }
+    if let Some(description) = input.description {
+        record.description = description;
+    }
+    if let Some(metadata) = input.metadata {
+        record.metadata = metadata;
+    }
+    if let Some(owner) = input.owner {
+        let owner = owner.trim().to_string();
+        validate_owner(&owner)?;
+        actor.require_owner_field(Some(&owner))?;
+        record.owner = Some(owner);
+    }
+    if input.env.is_some_and(|env| env != record.env) {
+        return Err(fail(ApiError::invalid_param(
+            "env",
+            "A key's environment is part of its secret and cannot change; create a new key in that environment.",
+        )));
+    }
+    if let Some(project) = input.project {
+        if record.project_id.as_deref() != Some(project.as_str()) {
+            if actor.role < Role::Admin {
+                return Err(fail(ApiError::forbidden(
+                    "field_not_allowed",
+                    "Only an admin or owner may move a key to another project.",
+                )));
+            }
+            let project = target_project(&state, &actor, Some(&project)).await?;
+            record.org_id = Some(project.org_id);
+            record.project_id = Some(project.id);
+        }
+    }
+    if let Some(expires) = input.expires {
+        record.expires_at = parse_expiry(expires.as_deref(), now)?;
+    }
+    validate_policy(
+        &record.scopes,
+        &record.allow_ips,
+        record.description.as_deref(),
+        &record.metadata,
+    )?;
+    record.updated_at = now;
+    let stored = state
+        .store
+        .update_key(&record)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed meanwhile.",
+            ))
+        })?;
+    state.keys.upsert(&stored);
+    tracing::info!(key_id = %stored.id, "key updated");
+    Ok(Json(key_view(&stored, now, state.config.rotation_policy)).into_response())
+}
+
+/// `POST /admin/v1/keys/{id}/suspend`: refused until resumed.
+async fn suspend_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    set_suspended(&state, &actor, &id, true).await
+}
+
+/// `POST /admin/v1/keys/{id}/resume`
+async fn resume_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult {
+    set_suspended(&state, &actor, &id, false).await
+}
+
+async fn set_suspended(state: &AppState, actor: &Actor, id: &str, suspend: bool) -> AdminResult {
+    let existing = find_changeable_key(state, actor, id).await?;
+    if existing.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be suspended or resumed.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    // Suspending a suspended key keeps its original time.
+    let since = suspend.then(|| existing.suspended_at.unwrap_or(now));
+    let record = state
+        .store
+        .set_suspended(id, since, now)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed meanwhile.",
+            ))
+        })?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, suspended = suspend, "key suspension changed");
+    Ok(Json(key_view(&record, now, state.config.rotation_policy)).into_response())
+}
+
+/// Body of `POST /admin/v1/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    /// How long the replaced secret keeps working (`1h`, `0s`); default 24 h.
+    #[serde(default)]
+    grace: Option<String>,
+}
+
+/// Longest grace period a rotation may leave the old secret working.
+const MAX_GRACE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Grace period when none is given.
+const DEFAULT_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+/// `POST /admin/v1/keys/{id}/rotate`: a new secret, shown once; the old one
+/// keeps working for the grace period, then stops by itself.
+async fn rotate_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    request: Request,
+) -> AdminResult {
+    let input: RotateKey = optional_body(request, "rotation").await?;
+    let grace_ms = match input.grace.as_deref() {
+        None => DEFAULT_GRACE_MS,
+        Some(text) => humantime::parse_duration(text.trim())
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .filter(|ms| *ms <= MAX_GRACE_MS)
+            .ok_or_else(|| {
+                fail(ApiError::invalid_param(
+                    "grace",
+                    "'grace' must be a duration like 1h or 0s, at most 30 days.",
+                ))
+            })?,
+    };
+    let existing = find_changeable_key(&state, &actor, &id).await?;
+    if existing.revoked_at.is_some() {
+        return Err(fail(ApiError::invalid_request(
+            "A revoked key cannot be rotated; create a new one.",
+        )));
+    }
+    let now = crate::time::now_ms();
+    let secret = key::generate(&existing.env);
+    let record = state
+        .store
+        .rotate_key(
+            &id,
+            &hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+            &key::hint(secret.expose_secret()),
+            now.saturating_add(grace_ms),
+            now,
+        )
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "The key was revoked or removed while being rotated.",
+            ))
+        })?;
+    state.keys.upsert(&record);
+    tracing::info!(key_id = %record.id, grace_ms, "key rotated");
+    let mut view = key_view(&record, now, state.config.rotation_policy);
+    // The new secret is shown exactly once, here.
+    view["key"] = Value::String(secret.expose_secret().to_string());
+    Ok(Json(view).into_response())
+}

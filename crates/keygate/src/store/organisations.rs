@@ -1,0 +1,168 @@
+//! Organisations and their projects: the tenancy every data key and every
+//! scoped admin credential belongs to.
+
+use super::StoreError;
+
+/// The organisation every installation starts with (migration `0009`).
+pub const DEFAULT_ORG: &str = "org_default";
+/// The default organisation's project, where keys go unless told otherwise.
+pub const DEFAULT_PROJECT: &str = "proj_default";
+
+/// An organisation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Organisation {
+    /// Public id (`org_…`).
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A project inside an organisation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Project {
+    /// Public id (`proj_…`).
+    pub id: String,
+    /// The organisation it belongs to.
+    pub org_id: String,
+    /// Name, unique within the organisation.
+    pub name: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Persistence of organisations and projects; every
+/// [`Store`](super::Store) implements it.
+#[async_trait::async_trait]
+pub trait OrganisationStore {
+    /// Add an organisation; `false` if the name is taken.
+    async fn insert_organisation(&self, org: &Organisation) -> Result<bool, StoreError>;
+    /// One organisation by id.
+    async fn get_organisation(&self, id: &str) -> Result<Option<Organisation>, StoreError>;
+    /// Every organisation (or only `only`), by name.
+    async fn list_organisations(&self, only: Option<&str>)
+        -> Result<Vec<Organisation>, StoreError>;
+    /// Add a project; `false` if its organisation already has one by that
+    /// name.
+    async fn insert_project(&self, project: &Project) -> Result<bool, StoreError>;
+    /// One project by id.
+    async fn get_project(&self, id: &str) -> Result<Option<Project>, StoreError>;
+    /// Projects of one organisation (or every one), by name.
+    async fn list_projects(&self, org_id: Option<&str>) -> Result<Vec<Project>, StoreError>;
+}
+
+macro_rules! impl_organisation_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            fn organisation_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::store::Organisation, $crate::store::StoreError> {
+                use sqlx::Row;
+                Ok($crate::store::Organisation {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn project_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::store::Project, $crate::store::StoreError> {
+                use sqlx::Row;
+                Ok($crate::store::Project {
+                    id: row.try_get("id")?,
+                    org_id: row.try_get("org_id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::OrganisationStore for $store {
+            async fn insert_organisation(
+                &self,
+                org: &$crate::store::Organisation,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&org.id)
+                .bind(&org.name)
+                .bind(org.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn get_organisation(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::Organisation>, $crate::store::StoreError> {
+                let row = sqlx::query("SELECT * FROM organisations WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::organisation_from_row).transpose()
+            }
+
+            async fn list_organisations(
+                &self,
+                only: Option<&str>,
+            ) -> Result<Vec<$crate::store::Organisation>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT * FROM organisations WHERE ($1 IS NULL OR id = $1) ORDER BY name",
+                )
+                .bind(only)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::organisation_from_row).collect()
+            }
+
+            async fn insert_project(
+                &self,
+                project: &$crate::store::Project,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&project.id)
+                .bind(&project.org_id)
+                .bind(&project.name)
+                .bind(project.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn get_project(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::Project>, $crate::store::StoreError> {
+                let row = sqlx::query("SELECT * FROM projects WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::project_from_row).transpose()
+            }
+
+            async fn list_projects(
+                &self,
+                org_id: Option<&str>,
+            ) -> Result<Vec<$crate::store::Project>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT * FROM projects WHERE ($1 IS NULL OR org_id = $1) ORDER BY org_id, name",
+                )
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::project_from_row).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_organisation_store;
