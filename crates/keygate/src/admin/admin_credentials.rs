@@ -161,7 +161,12 @@ async fn scope(
             } else {
                 None
             };
-            Some(found.ok_or_else(|| not_found("project", id))?)
+            // Another tenant's project does not exist for the caller.
+            Some(
+                found
+                    .filter(|p| actor.sees_project(p))
+                    .ok_or_else(|| not_found("project", id))?,
+            )
         }
         None => None,
     };
@@ -177,6 +182,7 @@ async fn scope(
     };
     if let Some(org) = &org_id {
         let exists = key::valid_id("org", org)
+            && actor.covers(Some(org), actor.project_id.as_deref())
             && state
                 .store
                 .get_organisation(org)

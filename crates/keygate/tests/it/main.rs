@@ -15,4 +15,5 @@ mod provider_credentials;
 mod routing;
 mod store;
 mod streaming;
+mod tenancy;
 mod translation;
