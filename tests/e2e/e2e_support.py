@@ -421,16 +421,20 @@ class Gateway:
 
     # CLI
 
-    def cli(self, *args: str, admin_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, admin_dir: Path | None = None, admin_key: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = base_env()
         env["KEYGATE_URL"] = self.url
         env["KEYGATE_DATA_DIR"] = str(admin_dir or self.admin_dir)
+        if admin_key is not None:
+            env["KEYGATE_ADMIN_KEY"] = admin_key
         return subprocess.run(
             [KEYGATE_BIN, *args], env=env, capture_output=True, text=True, timeout=60
         )
 
-    def cli_json(self, *args: str, admin_dir: Path | None = None) -> Any:
-        out = self.cli(*args, admin_dir=admin_dir)
+    def cli_json(self, *args: str, admin_dir: Path | None = None, admin_key: str | None = None) -> Any:
+        out = self.cli(*args, admin_dir=admin_dir, admin_key=admin_key)
         # stderr carries only error text, never a secret; stdout may hold a key.
         assert out.returncode == 0, f"keygate {args[:2]} failed: {out.stderr}"
         return json.loads(out.stdout)

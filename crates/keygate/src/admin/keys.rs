@@ -383,6 +383,8 @@ async fn list_keys(
         .await
         .map_err(store_failed)?;
     let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    // Last use comes from the ledger: what is still buffered goes first.
+    state.ledger.flush().await;
     let uses = state.store.last_uses(&ids).await.map_err(store_failed)?;
     let now = crate::time::now_ms();
     let data: Vec<Value> = keys
@@ -439,6 +441,7 @@ async fn show_key(
     Path(id): Path<String>,
 ) -> AdminResult {
     let record = find_data_key(&state, &actor, &id).await?;
+    state.ledger.flush().await;
     let uses = state
         .store
         .last_uses(std::slice::from_ref(&record.id))
