@@ -79,6 +79,9 @@ pub struct RawConfig {
     pub key_refresh_interval: Option<String>,
     /// `KEYGATE_ROTATION_POLICY` (e.g. `90d`): secrets older than this are flagged
     pub rotation_policy: Option<String>,
+    /// `KEYGATE_LIFECYCLE_INTERVAL` (e.g. `1h`): how often rotation
+    /// reminders and automatic rotations run
+    pub lifecycle_interval: Option<String>,
     /// `KEYGATE_WORKERS`: serving threads (default: one per core)
     pub workers: Option<usize>,
     /// `KEYGATE_ENVIRONMENTS` (comma-separated)
@@ -130,6 +133,11 @@ pub struct Config {
     pub key_refresh_interval: Duration,
     /// Age at which a key's secret is flagged as due for rotation.
     pub rotation_policy: Duration,
+    /// How often the key lifecycle pass runs.
+    pub lifecycle_interval: Duration,
+    /// Signs deliveries of automatically rotated secrets
+    /// (`KEYGATE_ROTATION_WEBHOOK_SECRET`); without it keys cannot opt in.
+    pub rotation_webhook_secret: Option<crate::credentials::Credential>,
     /// Runtime worker threads serving requests.
     pub workers: usize,
     /// Environment names keys may carry.
@@ -307,6 +315,21 @@ impl Config {
             "1s",
         )?;
         let rotation_policy = duration(env, "KEYGATE_ROTATION_POLICY", raw.rotation_policy, "90d")?;
+        let lifecycle_interval = duration(
+            env,
+            "KEYGATE_LIFECYCLE_INTERVAL",
+            raw.lifecycle_interval,
+            "1h",
+        )?;
+        const ROTATION_SECRET: &str = "KEYGATE_ROTATION_WEBHOOK_SECRET";
+        let rotation_webhook_secret = env
+            .var(ROTATION_SECRET)
+            .map(|_| crate::credentials::Credential::from_env(ROTATION_SECRET, env))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                setting: ROTATION_SECRET.into(),
+                message: e.to_string(),
+            })?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -409,6 +432,8 @@ impl Config {
             stream_idle_timeout,
             key_refresh_interval,
             rotation_policy,
+            lifecycle_interval,
+            rotation_webhook_secret,
             workers,
             environments,
             trusted_proxies,

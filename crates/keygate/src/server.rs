@@ -346,6 +346,7 @@ async fn bootstrap_admin(
         owner: None,
         // The first credential may do everything, everywhere.
         role: Some("owner".into()),
+        auto_rotate_webhook: None,
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

@@ -98,6 +98,8 @@ pub struct KeyRecord {
     pub owner: Option<String>,
     /// An admin credential's role (`owner`, `admin`, `member`, `viewer`).
     pub role: Option<String>,
+    /// Opted into automatic rotation: where the new secret is delivered.
+    pub auto_rotate_webhook: Option<String>,
 }
 
 /// Which keys a listing or a bulk revocation selects. Every condition set
@@ -203,6 +205,8 @@ pub trait Store: CredentialStore + OrganisationStore + Send + Sync + std::fmt::D
     async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Set a `meta` value if it is not set yet; returns the value now stored.
     async fn init_meta(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Set a `meta` value.
+    async fn set_meta(&self, name: &str, value: &str) -> Result<(), StoreError>;
     /// Add a key.
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     /// One key by id.
@@ -232,14 +236,35 @@ pub trait Store: CredentialStore + OrganisationStore + Send + Sync + std::fmt::D
         &self,
         key_ids: &[String],
     ) -> Result<std::collections::HashMap<String, LastUse>, StoreError>;
+    /// Unrevoked data keys whose current secret was issued in
+    /// `(after, through]` (Unix ms), oldest first, at most `limit`.
+    async fn keys_issued_between(
+        &self,
+        after: i64,
+        through: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Unrevoked data keys opted into automatic rotation whose current
+    /// secret was issued at or before `through`, at most `limit`.
+    async fn keys_due_for_auto_rotation(
+        &self,
+        through: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Take or extend the lease `name` until `until` if it is free (expired
+    /// before `now`); `true` when this caller holds it. One node at a time
+    /// runs a job guarded by a lease.
+    async fn try_lease(&self, name: &str, until: i64, now: i64) -> Result<bool, StoreError>;
     /// Keys changed at or after `since` (Unix ms), for cache refresh.
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// Give an unrevoked key a new secret; the current one keeps working
-    /// until `previous_expires_at`. Returns the key as now stored, or `None`
-    /// when there is no such unrevoked key.
+    /// until `previous_expires_at`. With `expected_secret_hash`, only if the
+    /// current secret is still that one. Returns the key as now stored, or
+    /// `None` when there is no such unrevoked key (or it changed meanwhile).
     async fn rotate_key(
         &self,
         id: &str,
+        expected_secret_hash: Option<&str>,
         new_secret_hash: &str,
         new_hint: &str,
         previous_expires_at: i64,

@@ -32,3 +32,10 @@ UPDATE keys SET role = 'owner' WHERE kind = 'admin';
 CREATE INDEX keys_owner ON keys (owner);
 CREATE INDEX keys_project ON keys (project_id);
 CREATE INDEX keys_org ON keys (org_id);
+
+-- Keys may opt into automatic rotation: at the rotation policy's age the
+-- gateway rotates the key and delivers the new secret, signed, to this URL.
+ALTER TABLE keys ADD COLUMN auto_rotate_webhook TEXT;
+-- When the current secret was issued: rotation reminders and automatic
+-- rotation find the keys that reached the policy's age by this index.
+CREATE INDEX keys_secret_issued ON keys (COALESCE(rotated_at, created_at));

@@ -126,6 +126,7 @@ async fn create_credential(
         project_id,
         owner: input.owner,
         role: Some(role.as_str().into()),
+        auto_rotate_webhook: None,
     };
     state
         .store

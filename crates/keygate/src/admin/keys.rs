@@ -54,6 +54,7 @@ fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) 
         "org_id": record.org_id,
         "project_id": record.project_id,
         "owner": record.owner,
+        "auto_rotate_webhook": record.auto_rotate_webhook,
         "hint": record.hint,
         "models": record.models,
         "scopes": record.scopes,
@@ -82,6 +83,20 @@ fn with_last_use(mut view: Value, last: Option<&LastUse>) -> Value {
     view["last_used_at"] = json!(last.map(|l| crate::time::rfc3339(l.ts)));
     view["last_source_ip"] = json!(last.and_then(|l| l.source_ip.clone()));
     view
+}
+
+/// A key may opt into automatic rotation only when the gateway can sign
+/// what it delivers, and only to an address a secret may travel to.
+fn validate_rotation_webhook(state: &AppState, url: String) -> Result<String, ShapedError> {
+    if state.config.rotation_webhook_secret.is_none() {
+        return Err(fail(ApiError::invalid_param(
+            "auto_rotate_webhook",
+            "Automatic rotation needs KEYGATE_ROTATION_WEBHOOK_SECRET set on the gateway, to sign deliveries.",
+        )));
+    }
+    crate::alerts::validate_webhook_url(&url, false)
+        .map_err(|e| fail(ApiError::invalid_param("auto_rotate_webhook", e)))?;
+    Ok(url)
 }
 
 /// Owner names: a person's identity (`alice@example.com`) or a service.
@@ -125,6 +140,9 @@ struct CreateKey {
     /// Project id; default: the caller's project, or the default project.
     #[serde(default)]
     project: Option<String>,
+    /// Opt into automatic rotation: the new secret is delivered here.
+    #[serde(default)]
+    auto_rotate_webhook: Option<String>,
 }
 
 const MAX_DESCRIPTION: usize = 1024;
@@ -279,6 +297,10 @@ async fn create_key(
         None => actor.identity.clone(),
     };
     let project = target_project(&state, &actor, input.project.as_deref()).await?;
+    let auto_rotate_webhook = input
+        .auto_rotate_webhook
+        .map(|url| validate_rotation_webhook(&state, url))
+        .transpose()?;
     let now = crate::time::now_ms();
     let expires_at = parse_expiry(input.expires.as_deref(), now)?;
 
@@ -308,6 +330,7 @@ async fn create_key(
         project_id: Some(project.id),
         owner: Some(owner),
         role: None,
+        auto_rotate_webhook,
     };
     state
         .store
@@ -610,6 +633,9 @@ struct UpdateKey {
     project: Option<String>,
     /// Accepted only when unchanged: the environment is part of the secret.
     env: Option<String>,
+    /// Opt into (a URL) or out of (`null`) automatic rotation.
+    #[serde(default, deserialize_with = "present")]
+    auto_rotate_webhook: Option<Option<String>>,
 }
 
 /// Distinguish `"expires": null` (remove) from an absent field (keep).
@@ -662,6 +688,11 @@ async fn update_key(
         validate_owner(&owner)?;
         actor.require_owner_field(Some(&owner))?;
         record.owner = Some(owner);
+    }
+    if let Some(webhook) = input.auto_rotate_webhook {
+        record.auto_rotate_webhook = webhook
+            .map(|url| validate_rotation_webhook(&state, url))
+            .transpose()?;
     }
     if input.env.is_some_and(|env| env != record.env) {
         return Err(fail(ApiError::invalid_param(
@@ -798,6 +829,7 @@ async fn rotate_key(
         .store
         .rotate_key(
             &id,
+            None,
             &hex::encode(state.keys.hasher().digest(secret.expose_secret())),
             &key::hint(secret.expose_secret()),
             now.saturating_add(grace_ms),

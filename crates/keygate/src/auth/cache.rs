@@ -298,6 +298,7 @@ mod tests {
             project_id: None,
             owner: None,
             role: None,
+            auto_rotate_webhook: None,
         }
     }
 

@@ -51,6 +51,7 @@ macro_rules! impl_store {
                     project_id: row.try_get("project_id")?,
                     owner: row.try_get("owner")?,
                     role: row.try_get("role")?,
+                    auto_rotate_webhook: row.try_get("auto_rotate_webhook")?,
                     metadata: {
                         let text: String = row.try_get("metadata")?;
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
@@ -164,6 +165,18 @@ macro_rules! impl_store {
                 })
             }
 
+            async fn set_meta(&self, name: &str, value: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO meta (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn init_meta(&self, name: &str, value: &str) -> Result<String, $crate::store::StoreError> {
                 sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                     .bind(name)
@@ -185,9 +198,9 @@ macro_rules! impl_store {
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
                      previous_expires_at, suspended_at, scopes, allow_ips, description, metadata, \
-                     rotated_at, org_id, project_id, owner, role) \
+                     rotated_at, org_id, project_id, owner, role, auto_rotate_webhook) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+                     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -213,6 +226,7 @@ macro_rules! impl_store {
                 .bind(&key.project_id)
                 .bind(&key.owner)
                 .bind(&key.role)
+                .bind(&key.auto_rotate_webhook)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -309,6 +323,67 @@ macro_rules! impl_store {
                 Ok(uses)
             }
 
+            async fn keys_issued_between(
+                &self,
+                after: i64,
+                through: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT * FROM keys WHERE kind = 'data' AND revoked_at IS NULL \
+                     AND COALESCE(rotated_at, created_at) > $1 \
+                     AND COALESCE(rotated_at, created_at) <= $2 \
+                     ORDER BY COALESCE(rotated_at, created_at), id LIMIT $3",
+                )
+                .bind(after)
+                .bind(through)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn keys_due_for_auto_rotation(
+                &self,
+                through: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT * FROM keys WHERE kind = 'data' AND revoked_at IS NULL \
+                     AND auto_rotate_webhook IS NOT NULL \
+                     AND COALESCE(rotated_at, created_at) <= $1 \
+                     ORDER BY COALESCE(rotated_at, created_at), id LIMIT $2",
+                )
+                .bind(through)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn try_lease(
+                &self,
+                name: &str,
+                until: i64,
+                now: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // Expiry times are kept zero-padded so that text order is
+                // time order in both databases.
+                let pad = |ms: i64| format!("{:020}", ms.max(0));
+                sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(pad(0))
+                    .execute(&self.pool)
+                    .await?;
+                let done = sqlx::query("UPDATE meta SET value = $1 WHERE name = $2 AND value < $3")
+                    .bind(pad(until))
+                    .bind(name)
+                    .bind(pad(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn keys_changed_since(
                 &self,
                 since: i64,
@@ -323,6 +398,7 @@ macro_rules! impl_store {
             async fn rotate_key(
                 &self,
                 id: &str,
+                expected_secret_hash: Option<&str>,
                 new_secret_hash: &str,
                 new_hint: &str,
                 previous_expires_at: i64,
@@ -331,13 +407,14 @@ macro_rules! impl_store {
                 let done = sqlx::query(
                     "UPDATE keys SET previous_secret_hash = secret_hash, previous_expires_at = $1, \
                      secret_hash = $2, hint = $3, updated_at = $4, rotated_at = $4 \
-                     WHERE id = $5 AND revoked_at IS NULL",
+                     WHERE id = $5 AND revoked_at IS NULL AND ($6 IS NULL OR secret_hash = $6)",
                 )
                 .bind(previous_expires_at)
                 .bind(new_secret_hash)
                 .bind(new_hint)
                 .bind(now)
                 .bind(id)
+                .bind(expected_secret_hash)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -353,7 +430,7 @@ macro_rules! impl_store {
                 let done = sqlx::query(
                     "UPDATE keys SET name = $1, description = $2, models = $3, scopes = $4, \
                      allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8, owner = $10, \
-                     org_id = $11, project_id = $12 \
+                     org_id = $11, project_id = $12, auto_rotate_webhook = $13 \
                      WHERE id = $9 AND revoked_at IS NULL",
                 )
                 .bind(&key.name)
@@ -368,6 +445,7 @@ macro_rules! impl_store {
                 .bind(&key.owner)
                 .bind(&key.org_id)
                 .bind(&key.project_id)
+                .bind(&key.auto_rotate_webhook)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {

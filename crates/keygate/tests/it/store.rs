@@ -31,6 +31,7 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         project_id: Some("proj_default".into()),
         owner: None,
         role: None,
+        auto_rotate_webhook: None,
     }
 }
 

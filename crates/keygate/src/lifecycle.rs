@@ -1,0 +1,302 @@
+//! Key lifecycle jobs, off the request path: reminding owners of keys whose
+//! secret reached the rotation policy's age, and rotating the keys that
+//! opted into automatic rotation.
+//!
+//! A pass runs every `KEYGATE_LIFECYCLE_INTERVAL` (default 1 h) on one node
+//! at a time (a lease in the store). Reminders go through the alert
+//! channels, once per key and secret (the alert's dedupe key names the time
+//! the secret was issued). An automatic rotation first delivers the new
+//! secret to the key's webhook, signed like alerts (`x-keygate-timestamp`,
+//! `x-keygate-signature: v1=HMAC-SHA256("<timestamp>.<body>")` keyed with
+//! `KEYGATE_ROTATION_WEBHOOK_SECRET`), and only commits the rotation once
+//! the receiver has answered 2xx: the secret is never written anywhere, and
+//! a failed delivery leaves the current secret working and is retried on
+//! the next pass (its owner is alerted once per secret).
+//!
+//! ```json
+//! {"type": "key.rotated", "key_id": "key_…", "key": "kg_live_…",
+//!  "hint": "...abcd", "previous_secret_expires_at": "…", "owner": "…",
+//!  "project_id": "proj_…", "org_id": "org_…", "rotated_at": "…"}
+//! ```
+
+use crate::alerts::{sign, Alert, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::auth::key;
+use crate::server::AppState;
+use crate::store::{AuditEvent, KeyRecord, StoreError};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use std::time::Duration;
+
+/// Keys handled per query page.
+const PAGE: i64 = 500;
+/// Where the reminder pass has got to: keys whose secret was issued up to
+/// this time (Unix ms) have been reminded.
+const REMINDED_THROUGH: &str = "rotation_reminders_through";
+/// The lease that makes one node at a time run a pass.
+const LEASE: &str = "lifecycle_lease";
+/// How long the old secret keeps working after an automatic rotation.
+const AUTO_ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
+/// Timeout of one delivery of a rotated secret.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Reminders newly raised.
+    pub reminded: usize,
+    /// Keys rotated automatically.
+    pub rotated: usize,
+    /// Automatic rotations whose delivery failed (retried next pass).
+    pub failed: usize,
+    /// Another node held the lease; nothing was done.
+    pub skipped: bool,
+}
+
+/// Run passes forever, every `every`.
+pub fn spawn(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let now = crate::time::now_ms();
+            let lease_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+            match run_pass(&state, now, now.saturating_add(lease_ms / 2)).await {
+                Ok(report) if report != PassReport::default() => {
+                    tracing::info!(?report, "key lifecycle pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "key lifecycle pass failed; will retry"),
+            }
+        }
+    });
+}
+
+/// One pass at time `now` (Unix ms), holding the lease until `lease_until`.
+pub async fn run_pass(
+    state: &AppState,
+    now: i64,
+    lease_until: i64,
+) -> Result<PassReport, StoreError> {
+    if !state.store.try_lease(LEASE, lease_until, now).await? {
+        return Ok(PassReport {
+            skipped: true,
+            ..PassReport::default()
+        });
+    }
+    let policy_ms = i64::try_from(state.config.rotation_policy.as_millis()).unwrap_or(i64::MAX);
+    let due_through = now.saturating_sub(policy_ms);
+    let mut report = PassReport::default();
+    remind(state, now, due_through, &mut report).await?;
+    auto_rotate(state, now, due_through, &mut report).await?;
+    Ok(report)
+}
+
+/// When a key's current secret was issued.
+fn issued_at(record: &KeyRecord) -> i64 {
+    record.rotated_at.unwrap_or(record.created_at)
+}
+
+async fn remind(
+    state: &AppState,
+    now: i64,
+    due_through: i64,
+    report: &mut PassReport,
+) -> Result<(), StoreError> {
+    let mut after = state
+        .store
+        .get_meta(REMINDED_THROUGH)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(i64::MIN);
+    loop {
+        let keys = state
+            .store
+            .keys_issued_between(after, due_through, PAGE)
+            .await?;
+        for record in &keys {
+            let age_days = now.saturating_sub(issued_at(record)) / 86_400_000;
+            let mut alert = Alert::new(
+                "key.rotation_due",
+                format!(
+                    "Key {} ({}) has used the same secret for {age_days} days; rotate it: keygate keys rotate {}",
+                    record.id, record.name, record.id
+                ),
+            )
+            .subject(record.id.clone())
+            .details(json!({
+                "key_id": record.id,
+                "name": record.name,
+                "env": record.env,
+                "project_id": record.project_id,
+                "secret_issued_at": crate::time::rfc3339(issued_at(record)),
+                "secret_age_days": age_days,
+                "auto_rotation": record.auto_rotate_webhook.is_some(),
+            }))
+            .dedupe_key(format!("key.rotation_due:{}:{}", record.id, issued_at(record)));
+            if let Some(owner) = &record.owner {
+                alert = alert.owner(owner.clone());
+            }
+            match state.alerts.raise(alert).await {
+                Ok(crate::alerts::Raised::Stored { .. }) => report.reminded += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    // Not marked as reminded: the next pass tries again.
+                    tracing::warn!(%error, key_id = %record.id, "rotation reminder not recorded");
+                    return Ok(());
+                }
+            }
+            after = issued_at(record);
+            state
+                .store
+                .set_meta(REMINDED_THROUGH, &after.to_string())
+                .await?;
+        }
+        if keys.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    if after < due_through {
+        state
+            .store
+            .set_meta(REMINDED_THROUGH, &due_through.to_string())
+            .await?;
+    }
+    Ok(())
+}
+
+async fn auto_rotate(
+    state: &AppState,
+    now: i64,
+    due_through: i64,
+    report: &mut PassReport,
+) -> Result<(), StoreError> {
+    let Some(signing) = state.config.rotation_webhook_secret.as_ref() else {
+        return Ok(());
+    };
+    let keys = state
+        .store
+        .keys_due_for_auto_rotation(due_through, PAGE)
+        .await?;
+    for record in keys {
+        let Some(url) = record.auto_rotate_webhook.clone() else {
+            continue;
+        };
+        match rotate_and_deliver(state, signing, &record, &url, now).await {
+            Ok(Some(rotated)) => {
+                report.rotated += 1;
+                state.keys.upsert(&rotated);
+                let event = AuditEvent {
+                    ts: now,
+                    actor: "keygate".into(),
+                    action: "key.auto_rotate".into(),
+                    target: Some(rotated.id.clone()),
+                    source_ip: None,
+                    status: 200,
+                    fields: Vec::new(),
+                };
+                if let Err(error) = state.store.append_audit(&event).await {
+                    tracing::error!(%error, "audit log write failed");
+                }
+                tracing::info!(key_id = %rotated.id, "key rotated automatically");
+            }
+            Ok(None) => {
+                tracing::info!(key_id = %record.id, "key changed during automatic rotation; left as it is");
+            }
+            Err(reason) => {
+                report.failed += 1;
+                tracing::warn!(key_id = %record.id, %reason, "automatic rotation not delivered; will retry");
+                let mut alert = Alert::new(
+                    "key.auto_rotation_failed",
+                    format!(
+                        "Key {} could not be rotated automatically: its webhook did not accept the new secret ({reason}). The current secret keeps working; keygate retries every pass.",
+                        record.id
+                    ),
+                )
+                .subject(record.id.clone())
+                .details(json!({"key_id": record.id, "reason": reason}))
+                .dedupe_key(format!(
+                    "key.auto_rotation_failed:{}:{}",
+                    record.id,
+                    issued_at(&record)
+                ));
+                if let Some(owner) = &record.owner {
+                    alert = alert.owner(owner.clone());
+                }
+                if let Err(error) = state.alerts.raise(alert).await {
+                    tracing::warn!(%error, "alert not recorded");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deliver a new secret for `record` to `url`; once accepted, commit the
+/// rotation (if the key still has the secret it had). `Ok(None)`: the key
+/// changed meanwhile. `Err`: why the delivery failed (printable, no secret).
+async fn rotate_and_deliver(
+    state: &AppState,
+    signing: &crate::credentials::Credential,
+    record: &KeyRecord,
+    url: &str,
+    now: i64,
+) -> Result<Option<KeyRecord>, String> {
+    let secret = key::generate(&record.env);
+    let previous_expires_at = now.saturating_add(AUTO_ROTATION_GRACE_MS);
+    let body = json!({
+        "type": "key.rotated",
+        "key_id": record.id,
+        "key": secret.expose_secret(),
+        "hint": key::hint(secret.expose_secret()),
+        "previous_secret_expires_at": crate::time::rfc3339(previous_expires_at),
+        "owner": record.owner,
+        "project_id": record.project_id,
+        "org_id": record.org_id,
+        "rotated_at": crate::time::rfc3339(now),
+    });
+    let mut body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let signing_key = signing
+        .current()
+        .await
+        .map_err(|_| "the rotation webhook secret cannot be read".to_string())?;
+    let timestamp = now / 1000;
+    let signature = sign(signing_key.expose_secret().as_bytes(), timestamp, &body);
+    let sent = state
+        .http
+        .post(url)
+        .timeout(DELIVERY_TIMEOUT)
+        .header("content-type", "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .header("x-keygate-key-id", record.id.clone())
+        .body(body.clone())
+        .send()
+        .await;
+    zeroize::Zeroize::zeroize(&mut body);
+    let response = sent.map_err(|e| {
+        if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            "connection failed".to_string()
+        }
+    })?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status().as_u16()));
+    }
+    state
+        .store
+        .rotate_key(
+            &record.id,
+            Some(&record.secret_hash),
+            &hex::encode(state.keys.hasher().digest(secret.expose_secret())),
+            &key::hint(secret.expose_secret()),
+            previous_expires_at,
+            now,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing an automatic rotation failed");
+            "the store is unavailable".to_string()
+        })
+}
