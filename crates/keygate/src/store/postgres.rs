@@ -1,5 +1,6 @@
 //! The shared store for many nodes: PostgreSQL.
 
+use super::alert_outbox::impl_alert_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
 use super::StoreError;
@@ -27,4 +28,5 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore, Postgres, "postgres");
+impl_alert_store!(PostgresStore, Postgres, " FOR UPDATE SKIP LOCKED");
 impl_credential_store!(PostgresStore, Postgres);
