@@ -45,8 +45,13 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
     }
 }
 
+mod alerts;
 mod provider;
 
+pub use alerts::{
+    webhook_url, AlertsConfig, KindFilter, RawAlerts, RawWebhook, WebhookConfig, WebhookFormat,
+    WebhookUrl, ENV_WEBHOOK_NAME,
+};
 pub use provider::{
     AwsConfig, AzureAdConfig, ProviderConfig, ProviderKey, ProviderKind, RawAzureAd, RawProvider,
     VertexConfig, DEFAULT_AZURE_API_VERSION,
@@ -105,6 +110,10 @@ pub struct RawConfig {
     /// Extra providers.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    /// Alert channels (`[[alerts.webhooks]]`; one more from
+    /// `KEYGATE_ALERT_WEBHOOK_*`).
+    #[serde(default)]
+    pub alerts: RawAlerts,
 }
 
 /// Validated configuration.
@@ -154,6 +163,8 @@ pub struct Config {
     pub env_file: Option<PathBuf>,
     /// Where the master key of stored provider credentials comes from.
     pub master_key: crate::credentials::MasterKeySource,
+    /// Where alerts are delivered.
+    pub alerts: AlertsConfig,
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -370,6 +381,7 @@ impl Config {
             .map(|entry: &String| crate::policy::parse_network(entry))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("trusted_proxies / KEYGATE_TRUSTED_PROXIES", e))?;
+        let alerts = alerts::validate(raw.alerts, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -442,6 +454,7 @@ impl Config {
             server_secret: env.var("KEYGATE_SERVER_SECRET").map(SecretString::from),
             env_file: None,
             master_key,
+            alerts,
         })
     }
 

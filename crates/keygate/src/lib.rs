@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod ledger;
+pub mod lifecycle;
 pub mod mock;
 pub mod policy;
 pub mod providers;

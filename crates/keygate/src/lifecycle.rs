@@ -19,13 +19,32 @@
 //!  "project_id": "proj_…", "org_id": "org_…", "rotated_at": "…"}
 //! ```
 
-use crate::alerts::{sign, Alert, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::auth::key;
-use crate::server::AppState;
-use crate::store::{AuditEvent, KeyRecord, StoreError};
+use crate::alerts::{sign, Alert, Alerts, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::auth::{key, KeyCache};
+use crate::credentials::Credential;
+use crate::store::{AuditEvent, KeyRecord, Store, StoreError};
 use secrecy::ExposeSecret;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What the lifecycle jobs work with. It holds no ledger handle, so a
+/// running pass never delays the gateway's shutdown.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// Keys and the lease.
+    pub store: Arc<dyn Store>,
+    /// This node's key cache, updated at once after a rotation.
+    pub keys: Arc<KeyCache>,
+    /// Where reminders go.
+    pub alerts: Alerts,
+    /// Delivers rotated secrets.
+    pub http: reqwest::Client,
+    /// Age at which a secret is due.
+    pub rotation_policy: Duration,
+    /// Signs deliveries; without it no key is rotated automatically.
+    pub signing: Option<Credential>,
+}
 
 /// Keys handled per query page.
 const PAGE: i64 = 500;
@@ -53,7 +72,7 @@ pub struct PassReport {
 }
 
 /// Run passes forever, every `every`.
-pub fn spawn(state: AppState, every: Duration) {
+pub fn spawn(state: Lifecycle, every: Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,7 +93,7 @@ pub fn spawn(state: AppState, every: Duration) {
 
 /// One pass at time `now` (Unix ms), holding the lease until `lease_until`.
 pub async fn run_pass(
-    state: &AppState,
+    state: &Lifecycle,
     now: i64,
     lease_until: i64,
 ) -> Result<PassReport, StoreError> {
@@ -84,7 +103,7 @@ pub async fn run_pass(
             ..PassReport::default()
         });
     }
-    let policy_ms = i64::try_from(state.config.rotation_policy.as_millis()).unwrap_or(i64::MAX);
+    let policy_ms = i64::try_from(state.rotation_policy.as_millis()).unwrap_or(i64::MAX);
     let due_through = now.saturating_sub(policy_ms);
     let mut report = PassReport::default();
     remind(state, now, due_through, &mut report).await?;
@@ -98,7 +117,7 @@ fn issued_at(record: &KeyRecord) -> i64 {
 }
 
 async fn remind(
-    state: &AppState,
+    state: &Lifecycle,
     now: i64,
     due_through: i64,
     report: &mut PassReport,
@@ -166,12 +185,12 @@ async fn remind(
 }
 
 async fn auto_rotate(
-    state: &AppState,
+    state: &Lifecycle,
     now: i64,
     due_through: i64,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
-    let Some(signing) = state.config.rotation_webhook_secret.as_ref() else {
+    let Some(signing) = state.signing.as_ref() else {
         return Ok(());
     };
     let keys = state
@@ -236,8 +255,8 @@ async fn auto_rotate(
 /// rotation (if the key still has the secret it had). `Ok(None)`: the key
 /// changed meanwhile. `Err`: why the delivery failed (printable, no secret).
 async fn rotate_and_deliver(
-    state: &AppState,
-    signing: &crate::credentials::Credential,
+    state: &Lifecycle,
+    signing: &Credential,
     record: &KeyRecord,
     url: &str,
     now: i64,

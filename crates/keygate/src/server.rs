@@ -54,6 +54,9 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// Alert channels.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -79,6 +82,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Stored provider credentials, decrypted in memory.
     pub credentials: crate::credentials::StoredCredentials,
+    /// Alert outbox and delivery: `state.alerts.raise(alert)`.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl Deref for AppState {
@@ -550,6 +555,20 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         changed,
     );
     credentials.spawn_refresh(config.key_refresh_interval);
+    let alerts =
+        crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
+            .await?;
+    crate::lifecycle::spawn(
+        crate::lifecycle::Lifecycle {
+            store: Arc::clone(&store),
+            keys: Arc::clone(&keys),
+            alerts: alerts.clone(),
+            http: http_client(Duration::from_secs(10))?,
+            rotation_policy: config.rotation_policy,
+            signing: config.rotation_webhook_secret.clone(),
+        },
+        config.lifecycle_interval,
+    );
     let state = AppState::new(Shared {
         config,
         keys,
@@ -557,6 +576,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         ledger,
         registry,
         credentials,
+        alerts,
     })?;
     println!(
         "keygate: listening on http://{local_addr} (store: {})",

@@ -94,8 +94,12 @@ fn validate_rotation_webhook(state: &AppState, url: String) -> Result<String, Sh
             "Automatic rotation needs KEYGATE_ROTATION_WEBHOOK_SECRET set on the gateway, to sign deliveries.",
         )));
     }
-    crate::alerts::validate_webhook_url(&url, false)
-        .map_err(|e| fail(ApiError::invalid_param("auto_rotate_webhook", e)))?;
+    crate::config::webhook_url("auto_rotate_webhook", &url, false).map_err(|e| {
+        fail(ApiError::invalid_param(
+            "auto_rotate_webhook",
+            crate::error::printable(&e.to_string()),
+        ))
+    })?;
     Ok(url)
 }
 

@@ -161,7 +161,7 @@ impl ProviderKey {
 
 /// Resolve a credential spec now when it needs nothing but the environment
 /// and files, or leave it for `server::start`.
-fn provider_key(
+pub(super) fn provider_key(
     spec: CredentialSpec,
     env: &dyn Env,
     setting: &str,

@@ -5,6 +5,7 @@
 //! gateway being killed (SIGKILL), which is the ledger's promise, without an
 //! fsync per request.
 
+use super::alert_outbox::impl_alert_store;
 use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
@@ -73,5 +74,6 @@ fn restrict_permissions(path: &Path) {
 }
 
 impl_store!(SqliteStore, Sqlite, "sqlite");
+impl_alert_store!(SqliteStore, Sqlite, "");
 impl_credential_store!(SqliteStore, Sqlite);
 impl_organisation_store!(SqliteStore, Sqlite);
