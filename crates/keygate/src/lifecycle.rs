@@ -71,6 +71,20 @@ pub struct PassReport {
     pub skipped: bool,
 }
 
+impl Lifecycle {
+    /// The gateway's parts the jobs need (clones of shared handles).
+    pub fn new(state: &crate::server::AppState) -> Lifecycle {
+        Lifecycle {
+            store: Arc::clone(&state.store),
+            keys: Arc::clone(&state.keys),
+            alerts: state.alerts.clone(),
+            http: state.http.clone(),
+            rotation_policy: state.config.rotation_policy,
+            signing: state.config.rotation_webhook_secret.clone(),
+        }
+    }
+}
+
 /// Run passes forever, every `every`.
 pub fn spawn(state: Lifecycle, every: Duration) {
     tokio::spawn(async move {

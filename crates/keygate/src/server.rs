@@ -558,17 +558,6 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     let alerts =
         crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
             .await?;
-    crate::lifecycle::spawn(
-        crate::lifecycle::Lifecycle {
-            store: Arc::clone(&store),
-            keys: Arc::clone(&keys),
-            alerts: alerts.clone(),
-            http: http_client(Duration::from_secs(10))?,
-            rotation_policy: config.rotation_policy,
-            signing: config.rotation_webhook_secret.clone(),
-        },
-        config.lifecycle_interval,
-    );
     let state = AppState::new(Shared {
         config,
         keys,
@@ -578,6 +567,10 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         credentials,
         alerts,
     })?;
+    crate::lifecycle::spawn(
+        crate::lifecycle::Lifecycle::new(&state),
+        state.config.lifecycle_interval,
+    );
     println!(
         "keygate: listening on http://{local_addr} (store: {})",
         store.backend()

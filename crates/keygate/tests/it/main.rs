@@ -10,6 +10,7 @@ mod support;
 mod admin;
 mod audit;
 mod failover;
+mod lifecycle;
 mod policy;
 mod provider_credentials;
 mod routing;
