@@ -58,19 +58,20 @@ def seed(db: Path, pepper: bytes, count: int) -> float:
         secret = "kg_live_" + secrets.token_hex(16)
         digest = hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
         key_id = "key_" + "".join(alphabet[(i // 62**j) % 62] for j in range(6)) + secrets.token_hex(5)
-        batch.append((key_id, "data", f"bench {i}", "live", digest, "…" + secret[-4:], "[]", now, now))
+        batch.append((key_id, "data", f"bench {i}", "live", digest, "…" + secret[-4:], "[]", now, now,
+                      "org_default", "proj_default", f"owner-{i % 1000}"))
         if len(batch) == 50_000:
             con.executemany(
-                "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, updated_at, "
+                "org_id, project_id, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 batch,
             )
             con.commit()
             batch.clear()
     if batch:
         con.executemany(
-            "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, updated_at, "
+            "org_id, project_id, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             batch,
         )
         con.commit()

@@ -82,8 +82,8 @@ pub struct KeyEntry {
     pub kind: KeyKind,
     /// Environment.
     pub env: String,
-    /// Model allowlist.
-    pub models: ModelAllowlist,
+    /// Model allowlist, shared by every key with the same patterns.
+    pub models: Arc<ModelAllowlist>,
     /// Expiry, Unix ms.
     pub expires_at: Option<i64>,
     /// Revocation time, Unix ms.
@@ -105,7 +105,15 @@ pub struct KeyCache {
     /// Each key's current digest and, during a rotation's grace period, the
     /// digest of the secret it replaced.
     digest_by_id: DashMap<String, (KeyDigest, Option<KeyDigest>)>,
+    /// Compiled allowlists by pattern list. A compiled glob set costs
+    /// kilobytes even when empty, and most keys share a handful of
+    /// allowlists: a million keys must not hold a million copies.
+    allowlists: DashMap<Vec<String>, Arc<ModelAllowlist>>,
 }
+
+/// Distinct allowlists kept for sharing; beyond this each key compiles its
+/// own (still correct, only larger).
+const MAX_SHARED_ALLOWLISTS: usize = 10_000;
 
 impl KeyCache {
     /// An empty cache hashing with `hasher`.
@@ -114,7 +122,25 @@ impl KeyCache {
             hasher,
             by_digest: DashMap::with_hasher(DigestHash::default()),
             digest_by_id: DashMap::new(),
+            allowlists: DashMap::new(),
         }
+    }
+
+    /// The compiled allowlist for `patterns`, shared when seen before.
+    fn allowlist(&self, patterns: &[String]) -> Result<Arc<ModelAllowlist>, String> {
+        if let Some(shared) = self.allowlists.get(patterns) {
+            return Ok(Arc::clone(shared.value()));
+        }
+        let compiled = Arc::new(ModelAllowlist::new(patterns.to_vec())?);
+        if self.allowlists.len() >= MAX_SHARED_ALLOWLISTS {
+            return Ok(compiled);
+        }
+        Ok(Arc::clone(
+            self.allowlists
+                .entry(patterns.to_vec())
+                .or_insert(compiled)
+                .value(),
+        ))
     }
 
     /// The hasher keys are stored under.
@@ -130,7 +156,7 @@ impl KeyCache {
             tracing::error!(key_id = %record.id, "stored key digest is not 32 hex bytes; key ignored");
             return;
         };
-        let models = match ModelAllowlist::new(record.models.clone()) {
+        let models = match self.allowlist(&record.models) {
             Ok(models) => models,
             Err(e) => {
                 tracing::error!(key_id = %record.id, error = %e, "stored key has bad model patterns; key ignored");
@@ -300,6 +326,30 @@ mod tests {
             role: None,
             auto_rotate_webhook: None,
         }
+    }
+
+    #[test]
+    fn keys_with_the_same_allowlist_share_one_compiled_copy() {
+        let c = cache();
+        let (a, b, d) = (
+            key::generate("live"),
+            key::generate("live"),
+            key::generate("live"),
+        );
+        c.upsert(&record(&c, a.expose_secret(), "key_a"));
+        c.upsert(&record(&c, b.expose_secret(), "key_b"));
+        let mut other = record(&c, d.expose_secret(), "key_d");
+        other.models = vec!["claude-*".into()];
+        c.upsert(&other);
+        let (a, b, d) = (
+            c.verify(a.expose_secret(), 10).unwrap(),
+            c.verify(b.expose_secret(), 10).unwrap(),
+            c.verify(d.expose_secret(), 10).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a.models, &b.models));
+        assert!(!Arc::ptr_eq(&a.models, &d.models));
+        assert!(d.models.allows("claude-3", "anthropic/claude-3"));
+        assert!(!d.models.allows("gpt-4o", "openai/gpt-4o"));
     }
 
     #[test]
