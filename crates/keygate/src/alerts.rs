@@ -243,8 +243,16 @@ impl Clock {
 
     /// Unix ms now.
     pub fn now_ms(&self) -> i64 {
-        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.wall_at_start.saturating_add(elapsed)
+        self.now().1
+    }
+
+    /// Now, as tokio's instant and as Unix ms read together, so that a
+    /// deadline computed from the one is exact in the other.
+    pub fn now(&self) -> (tokio::time::Instant, i64) {
+        let instant = tokio::time::Instant::now();
+        let elapsed = instant.saturating_duration_since(self.started).as_millis();
+        let elapsed = i64::try_from(elapsed).unwrap_or(i64::MAX);
+        (instant, self.wall_at_start.saturating_add(elapsed))
     }
 }
 
@@ -314,6 +322,10 @@ pub struct AlertsOptions {
     /// records alerts; a gateway started later on the same store delivers
     /// them.
     pub record_only: bool,
+    /// The clock (default: a new one, reading the wall clock at start).
+    /// Handles given the same clock agree on the time as two processes on
+    /// one machine do, whatever tokio's clock does in between.
+    pub clock: Option<Clock>,
 }
 
 impl Alerts {
@@ -362,7 +374,7 @@ impl Alerts {
             channel_names: channels.iter().map(|c| c.name.clone()).collect(),
             channels,
             wake: Notify::new(),
-            clock: Clock::new(),
+            clock: options.clock.unwrap_or_default(),
             retry: options.retry,
             http,
             events,
