@@ -504,9 +504,9 @@ fn valid_kind(kind: String) -> Result<String, AlertError> {
     let ok = !kind.is_empty()
         && kind.len() <= 64
         && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && kind.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(kind)
     } else {
@@ -558,7 +558,10 @@ mod tests {
         assert!(valid_dedupe_key("x".repeat(257)).is_err());
         assert!(valid_dedupe_key("budget:p:80:2026-05".into()).is_ok());
         assert_eq!(short_text("a\u{0}b\nc"), "abc");
-        assert_eq!(message_text("line 1\nline\u{0} 2").unwrap(), "line 1\nline 2");
+        assert_eq!(
+            message_text("line 1\nline\u{0} 2").unwrap(),
+            "line 1\nline 2"
+        );
         assert!(message_text(" \n").is_err());
     }
 

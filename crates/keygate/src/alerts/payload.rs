@@ -160,7 +160,10 @@ mod tests {
             })
         );
         // Rendering is deterministic: retries send the same bytes.
-        assert_eq!(body, render(WebhookFormat::Json, &alert(), "dlv_9").unwrap());
+        assert_eq!(
+            body,
+            render(WebhookFormat::Json, &alert(), "dlv_9").unwrap()
+        );
     }
 
     #[test]
@@ -175,7 +178,10 @@ mod tests {
         assert_eq!(blocks[0]["type"], "section");
         assert_eq!(blocks[1]["fields"].as_array().unwrap().len(), 2);
         let context = blocks[2]["elements"][0]["text"].as_str().unwrap();
-        assert!(context.contains("owner: &lt;!channel&gt; &amp; co"), "{context}");
+        assert!(
+            context.contains("owner: &lt;!channel&gt; &amp; co"),
+            "{context}"
+        );
         assert!(!body.windows(10).any(|w| w == b"<!channel>"));
     }
 

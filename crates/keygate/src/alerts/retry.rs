@@ -146,7 +146,10 @@ mod tests {
             policy.next_attempt(1, 0, 0, 0.0, Some(secs(60))),
             Some(60_000)
         );
-        assert_eq!(policy.next_attempt(1, 0, 0, 0.0, Some(secs(1))), Some(5_000));
+        assert_eq!(
+            policy.next_attempt(1, 0, 0, 0.0, Some(secs(1))),
+            Some(5_000)
+        );
         assert_eq!(
             policy.next_attempt(1, 0, 0, 0.0, Some(secs(86_400 * 7))),
             Some(3_600_000)

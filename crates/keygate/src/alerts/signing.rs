@@ -121,13 +121,42 @@ mod tests {
     fn verifies_its_own_signature_and_nothing_else() {
         let body = br#"{"kind":"key.rotation_due"}"#;
         let signature = sign(b"secret-one", 1_700_000_000, body);
-        verify(b"secret-one", "1700000000", body, &signature, 1_700_000_100, MINUTES_5).unwrap();
-        let wrong_secret = verify(b"secret-two", "1700000000", body, &signature, 1_700_000_000, MINUTES_5);
+        verify(
+            b"secret-one",
+            "1700000000",
+            body,
+            &signature,
+            1_700_000_100,
+            MINUTES_5,
+        )
+        .unwrap();
+        let wrong_secret = verify(
+            b"secret-two",
+            "1700000000",
+            body,
+            &signature,
+            1_700_000_000,
+            MINUTES_5,
+        );
         assert_eq!(wrong_secret, Err(VerifyError::Mismatch));
-        let other_body = verify(b"secret-one", "1700000000", b"{}", &signature, 1_700_000_000, MINUTES_5);
+        let other_body = verify(
+            b"secret-one",
+            "1700000000",
+            b"{}",
+            &signature,
+            1_700_000_000,
+            MINUTES_5,
+        );
         assert_eq!(other_body, Err(VerifyError::Mismatch));
         // The timestamp is signed: moving it breaks the signature.
-        let moved = verify(b"secret-one", "1700000001", body, &signature, 1_700_000_000, MINUTES_5);
+        let moved = verify(
+            b"secret-one",
+            "1700000001",
+            body,
+            &signature,
+            1_700_000_000,
+            MINUTES_5,
+        );
         assert_eq!(moved, Err(VerifyError::Mismatch));
     }
 
@@ -135,11 +164,25 @@ mod tests {
     fn old_or_malformed_headers_are_refused() {
         let signature = sign(b"s", 1_700_000_000, b"x");
         assert_eq!(
-            verify(b"s", "1700000000", b"x", &signature, 1_700_000_301, MINUTES_5),
+            verify(
+                b"s",
+                "1700000000",
+                b"x",
+                &signature,
+                1_700_000_301,
+                MINUTES_5
+            ),
             Err(VerifyError::Stale)
         );
         assert_eq!(
-            verify(b"s", "1700000000", b"x", &signature, 1_699_999_699, MINUTES_5),
+            verify(
+                b"s",
+                "1700000000",
+                b"x",
+                &signature,
+                1_699_999_699,
+                MINUTES_5
+            ),
             Err(VerifyError::Stale)
         );
         assert_eq!(
@@ -147,7 +190,14 @@ mod tests {
             Err(VerifyError::BadTimestamp)
         );
         assert_eq!(
-            verify(b"s", "1700000000", b"x", "sha256=abc", 1_700_000_000, MINUTES_5),
+            verify(
+                b"s",
+                "1700000000",
+                b"x",
+                "sha256=abc",
+                1_700_000_000,
+                MINUTES_5
+            ),
             Err(VerifyError::Missing)
         );
         assert_eq!(

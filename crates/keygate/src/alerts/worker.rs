@@ -232,9 +232,11 @@ async fn send(
         let signature = signing::sign(secret.expose_secret().as_bytes(), timestamp, &body);
         request = request.header(signing::SIGNATURE_HEADER, signature);
     }
-    let mut response = request.body(body).send().await.map_err(|e| {
-        Failure::new(describe(&e))
-    })?;
+    let mut response = request
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failure::new(describe(&e)))?;
     let status = response.status();
     let retry_after = response
         .headers()
@@ -278,8 +280,5 @@ fn describe(error: &reqwest::Error) -> String {
     if std::ptr::addr_eq(cause, error) {
         return what;
     }
-    format!(
-        "{what}: {}",
-        crate::error::printable(&cause.to_string())
-    )
+    format!("{what}: {}", crate::error::printable(&cause.to_string()))
 }

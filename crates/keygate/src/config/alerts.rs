@@ -225,15 +225,13 @@ pub fn webhook_url(
                 ));
             }
         }
-        other => {
-            return Err(invalid(
-                setting,
-                format!(
-                    "url scheme '{}' is not supported: use https:// (or http:// to a loopback host)",
-                    crate::error::printable(other)
-                ),
-            ))
-        }
+        other => return Err(invalid(
+            setting,
+            format!(
+                "url scheme '{}' is not supported: use https:// (or http:// to a loopback host)",
+                crate::error::printable(other)
+            ),
+        )),
     }
     Ok(WebhookUrl(url))
 }
@@ -462,7 +460,8 @@ mod tests {
 
     #[test]
     fn misconfigurations_are_named() {
-        let message = |r: RawAlerts, e: &[(&str, &str)]| validate(r, &env(e)).unwrap_err().to_string();
+        let message =
+            |r: RawAlerts, e: &[(&str, &str)]| validate(r, &env(e)).unwrap_err().to_string();
         let e = message(
             RawAlerts::default(),
             &[("KEYGATE_ALERT_WEBHOOK_URL", "https://h.example.com/")],
@@ -515,6 +514,8 @@ mod tests {
             &[],
         );
         assert!(e.contains("invalid kind pattern"), "{e}");
-        assert!(toml::from_str::<RawAlerts>("[[webhooks]]\nurl = \"https://x\"\nsecrets = 1").is_err());
+        assert!(
+            toml::from_str::<RawAlerts>("[[webhooks]]\nurl = \"https://x\"\nsecrets = 1").is_err()
+        );
     }
 }

@@ -141,8 +141,10 @@ pub trait AlertStore {
     async fn recent_alerts(&self, limit: i64) -> Result<Vec<AlertRecord>, StoreError>;
 
     /// Deliveries of one alert, by channel.
-    async fn alert_deliveries(&self, alert_id: &str)
-        -> Result<Vec<AlertDeliveryRecord>, StoreError>;
+    async fn alert_deliveries(
+        &self,
+        alert_id: &str,
+    ) -> Result<Vec<AlertDeliveryRecord>, StoreError>;
 }
 
 /// `$skip_locked` is appended to the claim's row selection: ` FOR UPDATE

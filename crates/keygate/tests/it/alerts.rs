@@ -17,8 +17,8 @@ use keygate::alerts::{
 };
 use keygate::config::{AlertsConfig, Config, RawConfig};
 use keygate::store::{
-    postgres::PostgresStore, sqlite::SqliteStore, AlertDeliveryOutcome, AlertRecord, NewAlertDelivery,
-    Store,
+    postgres::PostgresStore, sqlite::SqliteStore, AlertDeliveryOutcome, AlertRecord,
+    NewAlertDelivery, Store,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -137,7 +137,11 @@ impl Receiver {
     }
 }
 
-async fn hook(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+async fn hook(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     let answer = state
         .answers
         .lock()
@@ -225,10 +229,13 @@ async fn next_event(events: &mut broadcast::Receiver<DeliveryEvent>) -> Delivery
 }
 
 fn rotation_alert(key: &str) -> Alert {
-    Alert::new("key.rotation_due", format!("Key {key} is 91 days old; rotate it."))
-        .subject(key)
-        .owner("alice@example.com")
-        .details(json!({"secret_age_days": 91, "policy": "90d"}))
+    Alert::new(
+        "key.rotation_due",
+        format!("Key {key} is 91 days old; rotate it."),
+    )
+    .subject(key)
+    .owner("alice@example.com")
+    .details(json!({"secret_age_days": 91, "policy": "90d"}))
 }
 
 async fn delivered_once_signed(backend: Backend) {
@@ -367,7 +374,10 @@ async fn a_failing_receiver_gets_three_attempts_with_growing_delays() {
 
     // Attempt 3 is accepted.
     let third = next_event(&mut events).await;
-    assert_eq!((third.attempt, third.result), (3, DeliveryResult::Delivered));
+    assert_eq!(
+        (third.attempt, third.result),
+        (3, DeliveryResult::Delivered)
+    );
     requests.push(receiver.next().await);
     requests.push(receiver.next().await);
     assert!(receiver.pending().is_empty());
@@ -438,7 +448,11 @@ async fn retries_are_given_up_after_the_last_attempt() {
     let rows = store.store.alert_deliveries(&id).await.unwrap();
     assert!(rows[0].failed_at.is_some() && rows[0].delivered_at.is_none());
     assert_eq!(
-        store.store.next_alert_delivery_due(&alerts.channels()).await.unwrap(),
+        store
+            .store
+            .next_alert_delivery_due(&alerts.channels())
+            .await
+            .unwrap(),
         None,
         "a given-up delivery is never due again"
     );
@@ -463,9 +477,15 @@ async fn duplicate_delivered_once(backend: Backend) {
     let Raised::Stored { id, .. } = alerts.raise(reminder.clone()).await.unwrap() else {
         panic!("not stored")
     };
-    assert_eq!(alerts.raise(reminder.clone()).await.unwrap(), Raised::Duplicate);
+    assert_eq!(
+        alerts.raise(reminder.clone()).await.unwrap(),
+        Raised::Duplicate
+    );
     let first = next_event(&mut events).await;
-    assert_eq!((first.alert_id.as_str(), first.result), (id.as_str(), DeliveryResult::Delivered));
+    assert_eq!(
+        (first.alert_id.as_str(), first.result),
+        (id.as_str(), DeliveryResult::Delivered)
+    );
     // Still a duplicate after delivery.
     assert_eq!(alerts.raise(reminder).await.unwrap(), Raised::Duplicate);
 
@@ -528,7 +548,10 @@ async fn the_slack_format_carries_text() {
         .await
         .unwrap();
     let event = next_event(&mut events).await;
-    assert_eq!((event.channel.as_str(), event.result), ("chat", DeliveryResult::Delivered));
+    assert_eq!(
+        (event.channel.as_str(), event.result),
+        ("chat", DeliveryResult::Delivered)
+    );
     let request = receiver.next().await;
     assert!(receiver.pending().is_empty());
     let body = request.json();
@@ -581,7 +604,10 @@ async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_start() {
         .unwrap();
     let mut events = next.subscribe();
     let event = next_event(&mut events).await;
-    assert_eq!((event.alert_id.as_str(), event.result), (id.as_str(), DeliveryResult::Delivered));
+    assert_eq!(
+        (event.alert_id.as_str(), event.result),
+        (id.as_str(), DeliveryResult::Delivered)
+    );
     assert_eq!(receiver.next().await.json()["id"], id.as_str());
     drop(next);
     store.finish().await;
@@ -619,7 +645,10 @@ async fn a_delivery_cut_off_by_a_crash_is_sent_again_after_its_lease() {
         .unwrap()
         .unwrap();
     let lease = due - clock.now_ms();
-    assert!(lease > 10_000, "lease of {lease} ms is not longer than an attempt");
+    assert!(
+        lease > 10_000,
+        "lease of {lease} ms is not longer than an attempt"
+    );
     tokio::time::advance(Duration::from_millis(u64::try_from(lease).unwrap())).await;
 
     let next = Alerts::start_with(Arc::clone(&store.store), &config, None, options)
@@ -646,7 +675,10 @@ fn plain_http_to_a_remote_host_is_refused_at_config_validation() {
     let error = Config::from_raw(
         RawConfig::default(),
         &env(&[
-            ("KEYGATE_ALERT_WEBHOOK_URL", "http://alerts.example.com/T0/secret-path"),
+            (
+                "KEYGATE_ALERT_WEBHOOK_URL",
+                "http://alerts.example.com/T0/secret-path",
+            ),
             ("KEYGATE_ALERT_WEBHOOK_SECRET", SECRET),
         ]),
     )
@@ -657,7 +689,10 @@ fn plain_http_to_a_remote_host_is_refused_at_config_validation() {
     assert!(error.contains("http://alerts.example.com"), "{error}");
     assert!(error.contains("Use https://"), "{error}");
     // Neither the URL's path (a Slack URL's secret) nor the signing secret.
-    assert!(!error.contains("secret-path") && !error.contains(SECRET), "{error}");
+    assert!(
+        !error.contains("secret-path") && !error.contains(SECRET),
+        "{error}"
+    );
 
     let file = |extra: &str| {
         toml::from_str::<RawConfig>(&format!(
@@ -665,7 +700,9 @@ fn plain_http_to_a_remote_host_is_refused_at_config_validation() {
         ))
         .unwrap()
     };
-    let error = Config::from_raw(file(""), &env(&[])).unwrap_err().to_string();
+    let error = Config::from_raw(file(""), &env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("alerts.webhooks[1]"), "{error}");
     assert!(error.contains("allow_insecure"), "{error}");
     // Explicitly allowed, and loopback, are fine.
@@ -709,18 +746,36 @@ async fn outbox_conformance(store: &dyn Store) {
     assert_eq!(store.get_alert("alert_2").await.unwrap(), None);
     assert!(store.alert_deliveries("alert_2").await.unwrap().is_empty());
     // Alerts without a dedupe key never collide.
-    assert!(store.insert_alert(&alert("alert_3", None), &[]).await.unwrap());
-    assert!(store.insert_alert(&alert("alert_4", None), &[]).await.unwrap());
+    assert!(store
+        .insert_alert(&alert("alert_3", None), &[])
+        .await
+        .unwrap());
+    assert!(store
+        .insert_alert(&alert("alert_4", None), &[])
+        .await
+        .unwrap());
 
     let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(store.next_alert_delivery_due(&names(&["a", "b"])).await.unwrap(), Some(1_000));
-    assert_eq!(store.next_alert_delivery_due(&names(&["z"])).await.unwrap(), None);
+    assert_eq!(
+        store
+            .next_alert_delivery_due(&names(&["a", "b"]))
+            .await
+            .unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(
+        store.next_alert_delivery_due(&names(&["z"])).await.unwrap(),
+        None
+    );
     assert_eq!(store.next_alert_delivery_due(&[]).await.unwrap(), None);
-    assert!(store
-        .claim_alert_deliveries(&names(&["a"]), 999, 60_999, "t0", 10)
-        .await
-        .unwrap()
-        .is_empty(), "not due yet");
+    assert!(
+        store
+            .claim_alert_deliveries(&names(&["a"]), 999, 60_999, "t0", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
 
     // A claim takes the row for its lease, with its alert.
     let claimed = store
@@ -744,7 +799,10 @@ async fn outbox_conformance(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_alert_delivery_due(&names(&["a"])).await.unwrap(), Some(61_000));
+    assert_eq!(
+        store.next_alert_delivery_due(&names(&["a"])).await.unwrap(),
+        Some(61_000)
+    );
     // Then someone else does, and the first claim is void.
     let retaken = store
         .claim_alert_deliveries(&names(&["a"]), 61_000, 121_000, "t4", 10)
@@ -752,20 +810,33 @@ async fn outbox_conformance(store: &dyn Store) {
         .unwrap();
     assert_eq!(retaken[0].delivery.attempts, 2);
     assert!(!store
-        .finish_alert_delivery("dlv_a", "t1", &AlertDeliveryOutcome::Delivered { at: 61_500 })
+        .finish_alert_delivery(
+            "dlv_a",
+            "t1",
+            &AlertDeliveryOutcome::Delivered { at: 61_500 }
+        )
         .await
         .unwrap());
     let retry = AlertDeliveryOutcome::Retry {
         next_attempt_at: 70_000,
         error: "HTTP 500".into(),
     };
-    assert!(store.finish_alert_delivery("dlv_a", "t4", &retry).await.unwrap());
-    assert_eq!(store.next_alert_delivery_due(&names(&["a"])).await.unwrap(), Some(70_000));
+    assert!(store
+        .finish_alert_delivery("dlv_a", "t4", &retry)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.next_alert_delivery_due(&names(&["a"])).await.unwrap(),
+        Some(70_000)
+    );
     let gave_up = AlertDeliveryOutcome::GaveUp {
         at: 2_000,
         error: "HTTP 410".into(),
     };
-    assert!(store.finish_alert_delivery("dlv_b", "t2", &gave_up).await.unwrap());
+    assert!(store
+        .finish_alert_delivery("dlv_b", "t2", &gave_up)
+        .await
+        .unwrap());
     assert!(store
         .claim_alert_deliveries(&names(&["b"]), i64::MAX / 2, i64::MAX / 2, "t5", 10)
         .await
@@ -777,21 +848,40 @@ async fn outbox_conformance(store: &dyn Store) {
         .unwrap();
     assert_eq!(last[0].delivery.attempts, 3);
     assert!(store
-        .finish_alert_delivery("dlv_a", "t6", &AlertDeliveryOutcome::Delivered { at: 70_001 })
+        .finish_alert_delivery(
+            "dlv_a",
+            "t6",
+            &AlertDeliveryOutcome::Delivered { at: 70_001 }
+        )
         .await
         .unwrap());
-    assert_eq!(store.next_alert_delivery_due(&names(&["a", "b"])).await.unwrap(), None);
+    assert_eq!(
+        store
+            .next_alert_delivery_due(&names(&["a", "b"]))
+            .await
+            .unwrap(),
+        None
+    );
 
     let rows = store.alert_deliveries("alert_1").await.unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
-        (rows[0].channel.as_str(), rows[0].attempts, rows[0].delivered_at, rows[0].failed_at),
+        (
+            rows[0].channel.as_str(),
+            rows[0].attempts,
+            rows[0].delivered_at,
+            rows[0].failed_at
+        ),
         ("a", 3, Some(70_001), None)
     );
     assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(rows[0].claimed_until, None);
     assert_eq!(
-        (rows[1].channel.as_str(), rows[1].failed_at, rows[1].last_error.as_deref()),
+        (
+            rows[1].channel.as_str(),
+            rows[1].failed_at,
+            rows[1].last_error.as_deref()
+        ),
         ("b", Some(2_000), Some("HTTP 410"))
     );
     let recent = store.recent_alerts(10).await.unwrap();
@@ -828,7 +918,11 @@ async fn two_nodes_on_postgres_never_send_a_delivery_twice() {
     // Each node raises half; both workers race for every due row.
     let raised = futures_util::future::join_all((0..ALERTS).map(|i| {
         let node = nodes[i % 2].clone();
-        async move { node.raise(rotation_alert(&format!("key_{i}"))).await.unwrap() }
+        async move {
+            node.raise(rotation_alert(&format!("key_{i}")))
+                .await
+                .unwrap()
+        }
     }))
     .await;
     let ids: HashSet<String> = raised
