@@ -405,7 +405,7 @@ impl Alerts {
             subject: alert.subject.as_deref().map(short_text),
             owner: alert.owner.as_deref().map(short_text),
             message: message_text(&alert.message)?,
-            details: alert.details,
+            details: valid_details(alert.details)?,
             dedupe_key: alert.dedupe_key.map(valid_dedupe_key).transpose()?,
             created_at: core.clock.now_ms(),
         };
@@ -526,6 +526,22 @@ fn valid_dedupe_key(key: String) -> Result<String, AlertError> {
     Ok(key)
 }
 
+/// Longest `details`, serialized: they go into the outbox and into every
+/// webhook request.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
+
+fn valid_details(details: serde_json::Value) -> Result<serde_json::Value, AlertError> {
+    let size = serde_json::to_vec(&details)
+        .map_err(|e| AlertError::Invalid(format!("details: {e}")))?
+        .len();
+    if size > MAX_DETAILS_BYTES {
+        return Err(AlertError::Invalid(format!(
+            "details are {size} bytes as JSON; at most {MAX_DETAILS_BYTES}"
+        )));
+    }
+    Ok(details)
+}
+
 /// Subjects and owners: printable, bounded.
 fn short_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(256).collect()
@@ -563,6 +579,9 @@ mod tests {
             "line 1\nline 2"
         );
         assert!(message_text(" \n").is_err());
+        assert!(valid_details(serde_json::json!({"n": 1})).is_ok());
+        let huge = serde_json::json!({ "text": "x".repeat(MAX_DETAILS_BYTES) });
+        assert!(valid_details(huge).is_err());
     }
 
     #[tokio::test(start_paused = true)]

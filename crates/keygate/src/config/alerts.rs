@@ -225,13 +225,15 @@ pub fn webhook_url(
                 ));
             }
         }
-        other => return Err(invalid(
-            setting,
-            format!(
+        other => {
+            return Err(invalid(
+                setting,
+                format!(
                 "url scheme '{}' is not supported: use https:// (or http:// to a loopback host)",
                 crate::error::printable(other)
             ),
-        )),
+            ))
+        }
     }
     Ok(WebhookUrl(url))
 }
