@@ -243,8 +243,16 @@ impl Clock {
 
     /// Unix ms now.
     pub fn now_ms(&self) -> i64 {
-        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.wall_at_start.saturating_add(elapsed)
+        self.now().1
+    }
+
+    /// Now, as tokio's instant and as Unix ms read together, so that a
+    /// deadline computed from the one is exact in the other.
+    pub fn now(&self) -> (tokio::time::Instant, i64) {
+        let instant = tokio::time::Instant::now();
+        let elapsed = instant.saturating_duration_since(self.started).as_millis();
+        let elapsed = i64::try_from(elapsed).unwrap_or(i64::MAX);
+        (instant, self.wall_at_start.saturating_add(elapsed))
     }
 }
 
@@ -314,6 +322,10 @@ pub struct AlertsOptions {
     /// records alerts; a gateway started later on the same store delivers
     /// them.
     pub record_only: bool,
+    /// The clock (default: a new one, reading the wall clock at start).
+    /// Handles given the same clock agree on the time as two processes on
+    /// one machine do, whatever tokio's clock does in between.
+    pub clock: Option<Clock>,
 }
 
 impl Alerts {
@@ -362,7 +374,7 @@ impl Alerts {
             channel_names: channels.iter().map(|c| c.name.clone()).collect(),
             channels,
             wake: Notify::new(),
-            clock: Clock::new(),
+            clock: options.clock.unwrap_or_default(),
             retry: options.retry,
             http,
             events,
@@ -393,7 +405,7 @@ impl Alerts {
             subject: alert.subject.as_deref().map(short_text),
             owner: alert.owner.as_deref().map(short_text),
             message: message_text(&alert.message)?,
-            details: alert.details,
+            details: valid_details(alert.details)?,
             dedupe_key: alert.dedupe_key.map(valid_dedupe_key).transpose()?,
             created_at: core.clock.now_ms(),
         };
@@ -514,6 +526,22 @@ fn valid_dedupe_key(key: String) -> Result<String, AlertError> {
     Ok(key)
 }
 
+/// Longest `details`, serialized: they go into the outbox and into every
+/// webhook request.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
+
+fn valid_details(details: serde_json::Value) -> Result<serde_json::Value, AlertError> {
+    let size = serde_json::to_vec(&details)
+        .map_err(|e| AlertError::Invalid(format!("details: {e}")))?
+        .len();
+    if size > MAX_DETAILS_BYTES {
+        return Err(AlertError::Invalid(format!(
+            "details are {size} bytes as JSON; at most {MAX_DETAILS_BYTES}"
+        )));
+    }
+    Ok(details)
+}
+
 /// Subjects and owners: printable, bounded.
 fn short_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(256).collect()
@@ -551,6 +579,9 @@ mod tests {
             "line 1\nline 2"
         );
         assert!(message_text(" \n").is_err());
+        assert!(valid_details(serde_json::json!({"n": 1})).is_ok());
+        let huge = serde_json::json!({ "text": "x".repeat(MAX_DETAILS_BYTES) });
+        assert!(valid_details(huge).is_err());
     }
 
     #[tokio::test(start_paused = true)]

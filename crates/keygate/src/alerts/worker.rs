@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A claim outlives the longest attempt of a whole batch (a batch of
 /// `BATCH` rows, `CONCURRENCY` at a time, each within `REQUEST_TIMEOUT`)
@@ -36,22 +37,23 @@ fn millis(d: Duration) -> i64 {
 /// Run until aborted (when the last [`super::Alerts`] handle is dropped).
 pub(super) async fn run(core: Arc<Core>) {
     loop {
-        let wait = match deliver_due(&core).await {
-            Ok(wait) => wait,
+        let deadline = match deliver_due(&core).await {
+            Ok(deadline) => deadline,
             Err(e) => {
                 tracing::warn!(error = %e, "alert outbox unavailable; retrying");
-                STORE_RETRY
+                Instant::now() + STORE_RETRY
             }
         };
         tokio::select! {
             () = core.wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
 
-/// Deliver every row due now; return how long to sleep before the next.
-async fn deliver_due(core: &Core) -> Result<Duration, StoreError> {
+/// Deliver every row due now; return when to look again.
+async fn deliver_due(core: &Core) -> Result<Instant, StoreError> {
+    let mut rechecked = false;
     loop {
         let now = core.clock.now_ms();
         let token = uuid::Uuid::now_v7().simple().to_string();
@@ -65,25 +67,34 @@ async fn deliver_due(core: &Core) -> Result<Duration, StoreError> {
                 BATCH,
             )
             .await?;
-        if batch.is_empty() {
-            break;
+        if !batch.is_empty() {
+            futures_util::stream::iter(batch)
+                .for_each_concurrent(CONCURRENCY, |claimed| deliver_one(core, claimed, &token))
+                .await;
+            rechecked = false;
+            continue;
         }
-        futures_util::stream::iter(batch)
-            .for_each_concurrent(CONCURRENCY, |claimed| deliver_one(core, claimed, &token))
-            .await;
-    }
-    let now = core.clock.now_ms();
-    Ok(
-        match core
+        let due = core
             .store
             .next_alert_delivery_due(&core.channel_names)
-            .await?
-        {
+            .await?;
+        // The deadline counts from the same reading as `now`: time passing
+        // between this and the sleep does not push the wake-up back.
+        let (instant, now) = core.clock.now();
+        let wait = match due {
+            // It became due since the claim: claim again at once.
+            Some(due) if due <= now && !rechecked => {
+                rechecked = true;
+                continue;
+            }
+            // Due, yet not claimable twice running: another node is
+            // claiming it right now.
             Some(due) if due <= now => CONTENDED,
             Some(due) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(MAX_IDLE),
             None => MAX_IDLE,
-        },
-    )
+        };
+        return Ok(instant + wait);
+    }
 }
 
 /// Why an attempt failed: a printable line, and the receiver's

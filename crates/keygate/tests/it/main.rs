@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod alerts;
 mod audit;
 mod failover;
 mod lifecycle;
