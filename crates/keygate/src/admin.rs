@@ -2,6 +2,7 @@
 //! admin credential; data-plane keys get 403.
 
 mod audit;
+mod openapi;
 mod provider_credentials;
 
 use crate::auth::extract::{refuse_credential_in_query, required_credential};
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .route("/audit", get(audit::list))
+        .route("/openapi.json", get(openapi::serve))
         .merge(provider_credentials::routes())
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
