@@ -172,9 +172,10 @@ struct AuditQuery {
     /// Only events on this target (a key id, a credential name).
     target: Option<String>,
     /// From this time: an RFC 3339 time, or a duration back from now (`24h`).
-    #[param(example = "24h")]
+    #[param(schema_with = super::openapi::time_or_duration)]
     since: Option<String>,
     /// Up to this time: an RFC 3339 time, or a duration back from now.
+    #[param(schema_with = super::openapi::time_or_duration)]
     until: Option<String>,
     /// At most this many events (default 100).
     #[param(minimum = 1, maximum = 10000)]

@@ -63,8 +63,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::{KnownFormat, Ref, RefOr, SchemaFormat};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 /// The admin API's document. Add each annotated handler to `paths(…)`.
@@ -187,6 +188,31 @@ pub(crate) struct HeaderTooLarge(ErrorBody);
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub(crate) struct Unavailable(ErrorBody);
+
+/// The schema of a time filter (`since`, `until`): an RFC 3339 time, or a
+/// duration back from now (`24h`, `1h30m`: a number and `ns`, `us`, `ms`,
+/// `s`, `m`, `h`, `d` or `w`, up to four times; or `0`). A subset of what
+/// `humantime` reads, enough for schema-driven clients. Use it as
+/// `#[param(schema_with = super::openapi::time_or_duration)]`.
+pub(crate) fn time_or_duration() -> Schema {
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(0|([0-9]{1,9}(ns|us|ms|s|m|h|d|w)){1,4})$")),
+        )
+        .description(Some(
+            "An RFC 3339 time, or a duration back from now such as `24h` or `1h30m`.",
+        ))
+        .examples([serde_json::json!("24h")])
+        .build()
+        .into()
+}
 
 /// Adds what the middleware does to every admin route: the bearer security
 /// scheme, and the responses of the admin check (401, 403), of the header

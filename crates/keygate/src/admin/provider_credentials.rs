@@ -158,11 +158,18 @@ struct Create {
     /// The upstream secret (an API key, or a service-account JSON key):
     /// stored encrypted, never shown again. Surrounding whitespace is
     /// trimmed; at most 16 KiB; no control characters.
-    #[schema(value_type = String, format = Password, write_only, min_length = 1, max_length = 16384)]
+    #[schema(
+        value_type = String,
+        format = Password,
+        write_only,
+        min_length = 1,
+        max_length = 16384,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     secret: SecretField,
     /// At most 512 printable characters; empty means none.
     #[serde(default)]
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     description: Option<String>,
 }
 
@@ -173,11 +180,18 @@ struct Create {
 #[schema(as = ReplaceProviderCredential)]
 struct Replace {
     /// The new upstream secret, as for creation.
-    #[schema(value_type = String, format = Password, write_only, min_length = 1, max_length = 16384)]
+    #[schema(
+        value_type = String,
+        format = Password,
+        write_only,
+        min_length = 1,
+        max_length = 16384,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     secret: SecretField,
     /// At most 512 printable characters; empty means none.
     #[serde(default)]
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     description: Option<String>,
 }
 
