@@ -237,7 +237,12 @@ impl Modify for MiddlewareResponses {
             );
         }
         for item in openapi.paths.paths.values_mut() {
-            let with_body = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            let with_body = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
             for operation in with_body.into_iter().flatten() {
                 add_response(operation, "413", "PayloadTooLarge");
             }
@@ -526,7 +531,10 @@ mod tests {
                     operation_ids.insert(op["operationId"].as_str().unwrap().to_string()),
                     "{what}: duplicate operationId"
                 );
-                assert!(op["summary"].is_string(), "{what}: no summary (doc comment)");
+                assert!(
+                    op["summary"].is_string(),
+                    "{what}: no summary (doc comment)"
+                );
                 assert!(op["tags"].is_array(), "{what}: no tag");
                 let responses = op["responses"].as_object().unwrap();
                 let mut expected = vec!["401", "403", "431"];
@@ -541,7 +549,10 @@ mod tests {
                     expected.push("400");
                 }
                 for status in expected {
-                    assert!(responses.contains_key(status), "{what}: no {status} response");
+                    assert!(
+                        responses.contains_key(status),
+                        "{what}: no {status} response"
+                    );
                 }
                 assert!(
                     responses.keys().any(|s| s.starts_with('2')),
@@ -627,6 +638,9 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert_eq!(required, BTreeSet::from(["message", "type", "param", "code"]));
+        assert_eq!(
+            required,
+            BTreeSet::from(["message", "type", "param", "code"])
+        );
     }
 }

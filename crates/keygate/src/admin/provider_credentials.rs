@@ -9,7 +9,8 @@ use super::{fail, parse_object, AdminResult};
 use crate::credentials::{CredentialError, StoredMeta};
 use crate::error::{ApiError, ShapedError};
 use crate::server::AppState;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -153,7 +154,11 @@ fn description(text: Option<String>) -> Result<Option<String>, ShapedError> {
 #[schema(as = CreateProviderCredential)]
 struct Create {
     /// Letters, digits, `.`, `_` or `-`, starting with a letter or digit.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", min_length = 1, max_length = 64)]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     name: String,
     /// The upstream secret (an API key, or a service-account JSON key):
     /// stored encrypted, never shown again. Surrounding whitespace is
@@ -202,6 +207,24 @@ pub(super) struct CredentialName {
     /// The credential's name.
     #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length = 64)]
     name: String,
+}
+
+/// Extracted like `Path<CredentialName>`, but a name that does not decode
+/// (percent-encoded bytes that are not UTF-8) names nothing: 404 in the
+/// admin API's error shape, not axum's plain-text 400.
+impl<S: Send + Sync> FromRequestParts<S> for CredentialName {
+    type Rejection = ShapedError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<CredentialName>::from_request_parts(parts, state)
+            .await
+            .map(|Path(name)| name)
+            .map_err(|_| {
+                fail(ApiError::not_found(
+                    "No provider credential by that name (it is not valid UTF-8).",
+                ))
+            })
+    }
 }
 
 async fn body<T: serde::de::DeserializeOwned>(
@@ -297,7 +320,7 @@ pub(super) async fn list(State(state): State<AppState>) -> AdminResult {
 )]
 pub(super) async fn show(
     State(state): State<AppState>,
-    Path(CredentialName { name }): Path<CredentialName>,
+    CredentialName { name }: CredentialName,
 ) -> AdminResult {
     if !crate::credentials::stored_name_is_valid(&name) {
         return Err(not_found(&name));
@@ -329,7 +352,7 @@ pub(super) async fn show(
 )]
 pub(super) async fn replace(
     State(state): State<AppState>,
-    Path(CredentialName { name }): Path<CredentialName>,
+    CredentialName { name }: CredentialName,
     request: Request,
 ) -> AdminResult {
     if !crate::credentials::stored_name_is_valid(&name) {
@@ -367,7 +390,7 @@ pub(super) async fn replace(
 )]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path(CredentialName { name }): Path<CredentialName>,
+    CredentialName { name }: CredentialName,
 ) -> AdminResult {
     if !crate::credentials::stored_name_is_valid(&name) {
         return Err(not_found(&name));
