@@ -11,16 +11,25 @@
 //!    `#[serde(deny_unknown_fields)]`: it becomes
 //!    `additionalProperties: false`); the answer is a `Serialize + ToSchema`
 //!    struct rather than `json!`, so the document is what the code sends.
-//!    Query parameters and path parameters are a struct deriving
-//!    `Deserialize + utoipa::IntoParams` (`#[into_params(parameter_in =
-//!    Query)]` or `Path`) that the handler itself extracts. Field doc
-//!    comments become descriptions; `#[schema(format = DateTime)]`,
-//!    `#[schema(pattern = …, max_length = …)]`, `#[param(minimum = 1)]`
-//!    state what the handler checks.
+//!    A generic Rust name gets a schema name of its own with
+//!    `#[schema(as = CreateKey)]`. Query parameters and path parameters are
+//!    a struct deriving `Deserialize + utoipa::IntoParams`
+//!    (`#[into_params(parameter_in = Query)]` or `Path`) that the handler
+//!    itself extracts (see `CredentialName` in `provider_credentials.rs`:
+//!    its extractor answers a path that does not decode with a 404 in the
+//!    error shape instead of axum's plain-text 400). Field doc comments
+//!    become descriptions; `#[schema(format = DateTime)]`, `#[schema(pattern
+//!    = …, max_length = …)]`, `#[param(minimum = 1)]` state what the handler
+//!    checks, and `#[param(schema_with = super::openapi::time_or_duration)]`
+//!    describes a `since`/`until` filter. Say everything the handler
+//!    refuses: schemathesis sends whatever the schema allows and fails the
+//!    run when a schema-valid request gets a 400.
 //! 2. Put `#[utoipa::path]` on the handler, with the same path string as its
 //!    `.route(…)` in the admin router (paths are relative to the server URL
 //!    `/admin/v1`, exactly as the router is nested), a `tag`, and every
-//!    status the *handler* can answer with. Error statuses name the shared
+//!    status the *handler* can answer with, and an `operation_id` when the
+//!    function's name is not unique in the document (`list`). Error
+//!    statuses name the shared
 //!    responses below (`BadRequest`, `NotFound`, …); all of them carry the
 //!    OpenAI error shape [`ErrorBody`]. The first doc-comment line is the
 //!    summary:
@@ -38,7 +47,7 @@
 //!            (status = 503, response = Unavailable),
 //!        )
 //!    )]
-//!    async fn show_key(State(state): State<AppState>, Path(KeyId { id }): Path<KeyId>) -> AdminResult {
+//!    async fn show_key(State(state): State<AppState>, KeyId { id }: KeyId) -> AdminResult {
 //!    ```
 //!
 //!    Do not list 401, 403 and 431 (every admin route, from the admin
@@ -55,7 +64,8 @@
 //!    that does not declare its error responses, and on a request body that
 //!    accepts unknown fields. The end-to-end suite
 //!    (`tests/e2e/test_openapi.py`) then runs schemathesis against every
-//!    documented operation of a real gateway.
+//!    documented operation of a real gateway; add the route to `DOCUMENTED`
+//!    there too, so that it cannot silently drop out.
 
 use crate::error::{ApiError, ErrorShape};
 use axum::http::header;
@@ -116,13 +126,13 @@ pub(super) struct AdminApi;
 
 /// An error, in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ErrorBody {
+pub(super) struct ErrorBody {
     error: ErrorDetail,
 }
 
 /// What went wrong.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ErrorDetail {
+pub(super) struct ErrorDetail {
     /// Human-readable explanation; never contains a secret.
     message: String,
     /// OpenAI's error type for the status: `invalid_request_error`,
@@ -145,56 +155,56 @@ pub(crate) struct ErrorDetail {
 /// typed field, a parameter out of range.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct BadRequest(ErrorBody);
+pub(super) struct BadRequest(ErrorBody);
 
 /// No credential, or an unknown, malformed, expired or revoked one; or a
 /// credential in the URL query.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct Unauthorized(ErrorBody);
+pub(super) struct Unauthorized(ErrorBody);
 
 /// The credential is valid but not an admin credential (`admin_required`).
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct Forbidden(ErrorBody);
+pub(super) struct Forbidden(ErrorBody);
 
 /// Nothing by that id or name.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct NotFound(ErrorBody);
+pub(super) struct NotFound(ErrorBody);
 
 /// Something by that name already exists (`already_exists`).
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct Conflict(ErrorBody);
+pub(super) struct Conflict(ErrorBody);
 
 /// The request body is over the limit (`request_too_large`).
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct PayloadTooLarge(ErrorBody);
+pub(super) struct PayloadTooLarge(ErrorBody);
 
 /// The request body is not sent as `application/json`.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct UnsupportedMediaType(ErrorBody);
+pub(super) struct UnsupportedMediaType(ErrorBody);
 
 /// A request header is over the configured limit.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct HeaderTooLarge(ErrorBody);
+pub(super) struct HeaderTooLarge(ErrorBody);
 
 /// The store (or, for stored provider credentials, the master key) is
 /// unavailable; retry shortly.
 #[derive(ToResponse)]
 #[allow(dead_code)]
-pub(crate) struct Unavailable(ErrorBody);
+pub(super) struct Unavailable(ErrorBody);
 
 /// The schema of a time filter (`since`, `until`): an RFC 3339 time, or a
 /// duration back from now (`24h`, `1h30m`: a number and `ns`, `us`, `ms`,
 /// `s`, `m`, `h`, `d` or `w`, up to four times; or `0`). A subset of what
 /// `humantime` reads, enough for schema-driven clients. Use it as
 /// `#[param(schema_with = super::openapi::time_or_duration)]`.
-pub(crate) fn time_or_duration() -> Schema {
+pub(super) fn time_or_duration() -> Schema {
     AnyOfBuilder::new()
         .item(
             ObjectBuilder::new()
