@@ -5,6 +5,7 @@ mod access;
 mod admin_credentials;
 mod audit;
 mod keys;
+mod openapi;
 mod provider_credentials;
 mod tenancy;
 
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(admin_credentials::routes())
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
+        .route("/openapi.json", get(openapi::serve))
         .merge(instance_wide)
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }

@@ -3,6 +3,7 @@
 //! the fields the request set — never their values, so no secret is ever
 //! written. `GET /admin/v1/audit` reads it.
 
+use super::openapi::{BadRequest, Unavailable};
 use super::{fail, query_time, store_failed, AdminResult};
 use crate::error::ApiError;
 use crate::server::AppState;
@@ -13,9 +14,10 @@ use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::net::SocketAddr;
+use utoipa::{IntoParams, ToSchema};
 
 /// Largest admin request body read to learn its field names.
 const MAX_BODY: usize = 1024 * 1024;
@@ -168,19 +170,70 @@ pub(super) fn failed_sign_in<'a>(
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of `GET /admin/v1/audit`; an unknown parameter is refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only events by this actor (an admin credential's key id, or `unknown`).
     actor: Option<String>,
+    /// Only this action, e.g. `key.create`, `admin.sign_in_failed`.
     action: Option<String>,
+    /// Only events on this target (a key id, a credential name).
     target: Option<String>,
-    /// RFC 3339 time, or a duration back from now (`24h`).
+    /// From this time: an RFC 3339 time, or a duration back from now (`24h`).
+    #[param(schema_with = super::openapi::time_or_duration)]
     since: Option<String>,
+    /// Up to this time: an RFC 3339 time, or a duration back from now.
+    #[param(schema_with = super::openapi::time_or_duration)]
     until: Option<String>,
+    /// At most this many events (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
-/// `GET /admin/v1/audit`: newest first.
+/// One audit event.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEvent)]
+struct AuditEventView {
+    #[schema(format = DateTime)]
+    time: String,
+    /// Key id of the admin credential that acted, or `unknown` for a refused
+    /// sign-in with an unknown credential.
+    actor: String,
+    /// What was done: `key.create`, `key.revoke`,
+    /// `provider_credential.update`, `admin.sign_in_failed`, …
+    action: String,
+    /// What it was done to (a key id, a credential name, a path).
+    target: Option<String>,
+    source_ip: Option<String>,
+    /// The HTTP status of the answer.
+    status: u16,
+    /// Names (never values) of the fields the request body set.
+    fields: Vec<String>,
+}
+
+/// `GET /admin/v1/audit`.
+#[derive(Debug, Serialize, ToSchema)]
+struct AuditEventList {
+    data: Vec<AuditEventView>,
+}
+
+/// Read the audit log
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    operation_id = "list_audit_events",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Matching events, newest first.", body = AuditEventList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn list(State(state): State<AppState>, uri: Uri) -> AdminResult {
     let Query(query) = Query::<AuditQuery>::try_from_uri(&uri).map_err(|e| {
         fail(ApiError::invalid_request(crate::error::printable(
@@ -207,19 +260,17 @@ pub(super) async fn list(State(state): State<AppState>, uri: Uri) -> AdminResult
         .audit_events(&filter, limit)
         .await
         .map_err(store_failed)?;
-    let data: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "time": crate::time::rfc3339(e.ts),
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "source_ip": e.source_ip,
-                "status": e.status,
-                "fields": e.fields,
-            })
+    let data = events
+        .into_iter()
+        .map(|e| AuditEventView {
+            time: crate::time::rfc3339(e.ts),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            source_ip: e.source_ip,
+            status: e.status,
+            fields: e.fields,
         })
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(AuditEventList { data }).into_response())
 }

@@ -407,6 +407,20 @@ async fn hostile_provider_credential_requests_get_4xx_never_500() {
             Value::Null,
             404,
         ),
+        // Not UTF-8 once decoded: names nothing, answered in the error
+        // shape (axum's own rejection would be a plain-text 400).
+        (
+            Method::GET,
+            "/provider-credentials/%FF".into(),
+            Value::Null,
+            404,
+        ),
+        (
+            Method::PUT,
+            "/provider-credentials/%C3%28".into(),
+            json!({"secret": SECRET_1}),
+            404,
+        ),
     ];
     for (method, path, body, want) in cases {
         let mut request = gw.admin(method.clone(), &path);
@@ -418,6 +432,11 @@ async fn hostile_provider_credential_requests_get_4xx_never_500() {
         let text = response.text().await.unwrap();
         assert_eq!(status, want, "{method} {path} {body}: {text}");
         assert!(!text.contains(SECRET_1), "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert!(
+            error["error"]["code"].is_string(),
+            "{method} {path}: {text}"
+        );
     }
 
     // Raw bodies: not JSON, wrong type, oversized, deeply nested.
