@@ -219,14 +219,21 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest
         .build()
 }
 
-/// Load every stored key into the cache; returns the newest `updated_at`.
+/// Load every stored key into the cache, a page at a time (a million
+/// records at once would set the process's resident size for its life).
 async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<(), crate::store::StoreError> {
-    for kind in [KeyKind::Data, KeyKind::Admin] {
-        for record in store.list_keys(kind).await? {
-            keys.upsert(&record);
+    const PAGE: i64 = 10_000;
+    let mut after = String::new();
+    loop {
+        let page = store.keys_after(&after, PAGE).await?;
+        for record in &page {
+            keys.upsert(record);
+        }
+        match page.last() {
+            Some(last) if i64::try_from(page.len()) == Ok(PAGE) => after = last.id.clone(),
+            _ => return Ok(()),
         }
     }
-    Ok(())
 }
 
 /// Keep the cache in step with changes made on other nodes: re-read keys

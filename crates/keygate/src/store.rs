@@ -262,6 +262,10 @@ pub trait Store:
     /// before `now`); `true` when this caller holds it. One node at a time
     /// runs a job guarded by a lease.
     async fn try_lease(&self, name: &str, until: i64, now: i64) -> Result<bool, StoreError>;
+    /// Every key (of both kinds) with an id after `after`, by id, at most
+    /// `limit`: loading a million keys a page at a time keeps the peak
+    /// memory of a start to one page.
+    async fn keys_after(&self, after: &str, limit: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// Keys changed at or after `since` (Unix ms), for cache refresh.
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// Give an unrevoked key a new secret; the current one keeps working

@@ -384,6 +384,19 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn keys_after(
+                &self,
+                after: &str,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query("SELECT * FROM keys WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
             async fn keys_changed_since(
                 &self,
                 since: i64,

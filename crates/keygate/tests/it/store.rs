@@ -74,6 +74,26 @@ async fn conformance(store: &dyn Store) {
         Some(key("key_a", 100))
     );
     assert_eq!(store.get_key("nope").await.unwrap(), None);
+    // Paging by id, as a start loads the cache.
+    let ids = |page: Vec<keygate::store::KeyRecord>| -> Vec<String> {
+        page.into_iter().map(|k| k.id).collect()
+    };
+    assert_eq!(ids(store.keys_after("", 1).await.unwrap()), ["key_a"]);
+    assert_eq!(ids(store.keys_after("key_a", 5).await.unwrap()), ["key_b"]);
+    assert!(store.keys_after("key_b", 5).await.unwrap().is_empty());
+    // The meta table holds settable values and leases.
+    store.set_meta("m2", "x").await.unwrap();
+    store.set_meta("m2", "y").await.unwrap();
+    assert_eq!(store.get_meta("m2").await.unwrap().as_deref(), Some("y"));
+    assert!(store.try_lease("lease", 1_000, 10).await.unwrap());
+    assert!(
+        !store.try_lease("lease", 2_000, 999).await.unwrap(),
+        "held until 1000"
+    );
+    assert!(
+        store.try_lease("lease", 2_000, 1_001).await.unwrap(),
+        "free once expired"
+    );
     let listed: Vec<String> = store
         .list_keys(KeyKind::Data)
         .await
