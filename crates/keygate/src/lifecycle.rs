@@ -51,6 +51,8 @@ const PAGE: i64 = 500;
 /// Where the reminder pass has got to: keys whose secret was issued up to
 /// this time (Unix ms) have been reminded.
 const REMINDED_THROUGH: &str = "rotation_reminders_through";
+/// Keys that expired up to this time (Unix ms) are in the audit log.
+const EXPIRIES_THROUGH: &str = "expiries_recorded_through";
 /// The lease that makes one node at a time run a pass.
 const LEASE: &str = "lifecycle_lease";
 /// How long the old secret keeps working after an automatic rotation.
@@ -67,6 +69,8 @@ pub struct PassReport {
     pub rotated: usize,
     /// Automatic rotations whose delivery failed (retried next pass).
     pub failed: usize,
+    /// Key expiries written to the audit log.
+    pub expired: usize,
     /// Another node held the lease; nothing was done.
     pub skipped: bool,
 }
@@ -120,6 +124,7 @@ pub async fn run_pass(
     let policy_ms = i64::try_from(state.rotation_policy.as_millis()).unwrap_or(i64::MAX);
     let due_through = now.saturating_sub(policy_ms);
     let mut report = PassReport::default();
+    record_expiries(state, now, &mut report).await?;
     remind(state, now, due_through, &mut report).await?;
     auto_rotate(state, now, due_through, &mut report).await?;
     Ok(report)
@@ -148,6 +153,11 @@ async fn remind(
             .keys_issued_between(after, due_through, PAGE)
             .await?;
         for record in &keys {
+            after = issued_at(record);
+            if record.expires_at.is_some_and(|t| t <= now) || record.suspended_at.is_some() {
+                // Nobody needs reminding to rotate a dead or suspended key.
+                continue;
+            }
             let age_days = now.saturating_sub(issued_at(record)) / 86_400_000;
             let mut alert = Alert::new(
                 "key.rotation_due",
@@ -179,7 +189,6 @@ async fn remind(
                     return Ok(());
                 }
             }
-            after = issued_at(record);
             state
                 .store
                 .set_meta(REMINDED_THROUGH, &after.to_string())
@@ -198,6 +207,56 @@ async fn remind(
     Ok(())
 }
 
+/// An expiry happens by itself, with no request to audit: the pass writes
+/// one `key.expire` entry per key, at the time it expired.
+async fn record_expiries(
+    state: &Lifecycle,
+    now: i64,
+    report: &mut PassReport,
+) -> Result<(), StoreError> {
+    let mut after = state
+        .store
+        .get_meta(EXPIRIES_THROUGH)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(i64::MIN);
+    loop {
+        let keys = state.store.keys_expiring_between(after, now, PAGE).await?;
+        for record in &keys {
+            let expired_at = record.expires_at.unwrap_or(now);
+            state
+                .store
+                .append_audit(&AuditEvent {
+                    ts: expired_at,
+                    actor: "keygate".into(),
+                    action: if record.kind == crate::auth::KeyKind::Admin {
+                        "admin_credential.expire".into()
+                    } else {
+                        "key.expire".into()
+                    },
+                    target: Some(record.id.clone()),
+                    source_ip: None,
+                    status: 200,
+                    fields: Vec::new(),
+                })
+                .await?;
+            report.expired += 1;
+            after = expired_at;
+            state
+                .store
+                .set_meta(EXPIRIES_THROUGH, &after.to_string())
+                .await?;
+        }
+        if keys.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    state
+        .store
+        .set_meta(EXPIRIES_THROUGH, &now.to_string())
+        .await
+}
+
 async fn auto_rotate(
     state: &Lifecycle,
     now: i64,
@@ -209,7 +268,7 @@ async fn auto_rotate(
     };
     let keys = state
         .store
-        .keys_due_for_auto_rotation(due_through, PAGE)
+        .keys_due_for_auto_rotation(due_through, now, PAGE)
         .await?;
     for record in keys {
         let Some(url) = record.auto_rotate_webhook.clone() else {

@@ -251,11 +251,21 @@ pub trait Store:
         through: i64,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Unrevoked data keys opted into automatic rotation whose current
-    /// secret was issued at or before `through`, at most `limit`.
+    /// Unrevoked keys (of both kinds) that expire in `(after, through]`
+    /// (Unix ms), by expiry, at most `limit`.
+    async fn keys_expiring_between(
+        &self,
+        after: i64,
+        through: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Live (unrevoked, unsuspended, unexpired at `now`) data keys opted
+    /// into automatic rotation whose current secret was issued at or before
+    /// `through`, at most `limit`.
     async fn keys_due_for_auto_rotation(
         &self,
         through: i64,
+        now: i64,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Take or extend the lease `name` until `until` if it is free (expired

@@ -39,3 +39,5 @@ ALTER TABLE keys ADD COLUMN auto_rotate_webhook TEXT;
 -- When the current secret was issued: rotation reminders and automatic
 -- rotation find the keys that reached the policy's age by this index.
 CREATE INDEX keys_secret_issued ON keys ((COALESCE(rotated_at, created_at)));
+-- Expiries are written to the audit log as they happen.
+CREATE INDEX keys_expires_at ON keys (expires_at);

@@ -343,19 +343,41 @@ macro_rules! impl_store {
                 rows.iter().map(Self::key_from_row).collect()
             }
 
-            async fn keys_due_for_auto_rotation(
+            async fn keys_expiring_between(
                 &self,
+                after: i64,
                 through: i64,
                 limit: i64,
             ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 let rows = sqlx::query(
+                    "SELECT * FROM keys WHERE revoked_at IS NULL \
+                     AND expires_at > $1 AND expires_at <= $2 \
+                     ORDER BY expires_at, id LIMIT $3",
+                )
+                .bind(after)
+                .bind(through)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn keys_due_for_auto_rotation(
+                &self,
+                through: i64,
+                now: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query(
                     "SELECT * FROM keys WHERE kind = 'data' AND revoked_at IS NULL \
+                     AND suspended_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
                      AND auto_rotate_webhook IS NOT NULL \
                      AND COALESCE(rotated_at, created_at) <= $1 \
                      ORDER BY COALESCE(rotated_at, created_at), id LIMIT $2",
                 )
                 .bind(through)
                 .bind(limit)
+                .bind(now)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(Self::key_from_row).collect()

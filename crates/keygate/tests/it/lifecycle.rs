@@ -99,6 +99,9 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
                 "auto_rotate_webhook": format!("{hooks}/down/rotated"),
             }))
             .await;
+        let (expiring, _) = gw
+            .create_key(json!({"name": "short-lived", "owner": "dan", "expires": "1h"}))
+            .await;
         // A secret may only travel to https or loopback.
         let response = gw
             .admin(Method::POST, "/keys")
@@ -110,11 +113,17 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
 
         let lifecycle = Lifecycle::new(&gw.state);
         let start = keygate::time::now_ms();
-        // Before the policy age nothing happens.
+        // Before the policy age only the expiry is recorded.
         let early = run_pass(&lifecycle, start + 29 * DAY_MS, start + 29 * DAY_MS)
             .await
             .unwrap();
-        assert_eq!(early, PassReport::default());
+        assert_eq!(
+            early,
+            PassReport {
+                expired: 1,
+                ..PassReport::default()
+            }
+        );
 
         let now = start + 31 * DAY_MS;
         let report = run_pass(&lifecycle, now, now).await.unwrap();
@@ -124,6 +133,7 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
                 reminded: 3,
                 rotated: 1,
                 failed: 1,
+                expired: 0,
                 skipped: false
             }
         );
@@ -217,6 +227,7 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
                 reminded: 0,
                 rotated: 0,
                 failed: 1,
+                expired: 0,
                 skipped: false
             }
         );
@@ -244,6 +255,20 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
             .json()
             .await
             .unwrap();
+        assert_eq!(audit["data"][0]["actor"], json!("keygate"));
+        // The expiry is in the audit log too, at the time it happened.
+        let audit: Value = gw
+            .admin(
+                Method::GET,
+                &format!("/audit?action=key.expire&target={expiring}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(audit["data"].as_array().unwrap().len(), 1);
         assert_eq!(audit["data"][0]["actor"], json!("keygate"));
         gw.finish().await;
         // No further deliveries were made (nothing duplicated).
