@@ -130,6 +130,16 @@ pub async fn run_pass(
     Ok(report)
 }
 
+/// How far a job has got (Unix ms); from the beginning when never run.
+async fn watermark(state: &Lifecycle, name: &str) -> Result<i64, StoreError> {
+    Ok(state
+        .store
+        .get_meta(name)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(i64::MIN))
+}
+
 /// When a key's current secret was issued.
 fn issued_at(record: &KeyRecord) -> i64 {
     record.rotated_at.unwrap_or(record.created_at)
@@ -141,12 +151,7 @@ async fn remind(
     due_through: i64,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
-    let mut after = state
-        .store
-        .get_meta(REMINDED_THROUGH)
-        .await?
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(i64::MIN);
+    let mut after = watermark(state, REMINDED_THROUGH).await?;
     loop {
         let keys = state
             .store
@@ -214,12 +219,7 @@ async fn record_expiries(
     now: i64,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
-    let mut after = state
-        .store
-        .get_meta(EXPIRIES_THROUGH)
-        .await?
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(i64::MIN);
+    let mut after = watermark(state, EXPIRIES_THROUGH).await?;
     loop {
         let keys = state.store.keys_expiring_between(after, now, PAGE).await?;
         for record in &keys {

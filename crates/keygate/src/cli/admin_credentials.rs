@@ -2,7 +2,7 @@
 
 use super::admin_client::AdminClient;
 use super::keys::path_segment;
-use super::output::print;
+use super::output::{print, print_with_secret};
 use super::{Format, Target};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -93,14 +93,7 @@ pub(super) async fn run(command: AdminCredentialsCommand, target: &Target) -> an
             let created = client
                 .call(Method::POST, "/admin-credentials", &[], Some(body))
                 .await?;
-            match format {
-                Format::Json => print(format, &created, &[], &[]),
-                Format::Table => {
-                    print(format, &created, std::slice::from_ref(&created), COLUMNS);
-                    println!("\nkey: {}", created["key"].as_str().unwrap_or_default());
-                    println!("This secret is shown only now; store it safely.");
-                }
-            }
+            print_with_secret(format, &created, COLUMNS, None);
         }
         AdminCredentialsCommand::List { format } => {
             let list = client

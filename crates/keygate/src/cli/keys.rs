@@ -1,7 +1,7 @@
 //! `keygate keys create|list|show|update|rotate|suspend|resume|revoke`
 
 use super::admin_client::AdminClient;
-use super::output::print;
+use super::output::{print, print_with_secret};
 use super::{Format, Target};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -214,14 +214,7 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 body["expires"] = Value::String(expires);
             }
             let created = client.call(Method::POST, "/keys", &[], Some(body)).await?;
-            match format {
-                Format::Json => print(format, &created, &[], &[]),
-                Format::Table => {
-                    print(format, &created, std::slice::from_ref(&created), COLUMNS);
-                    println!("\nkey: {}", created["key"].as_str().unwrap_or_default());
-                    println!("This secret is shown only now; store it safely.");
-                }
-            }
+            print_with_secret(format, &created, COLUMNS, None);
         }
         KeysCommand::Update {
             id,
@@ -299,18 +292,11 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                     Some(body),
                 )
                 .await?;
-            match format {
-                Format::Json => print(format, &rotated, &[], &[]),
-                Format::Table => {
-                    print(format, &rotated, std::slice::from_ref(&rotated), COLUMNS);
-                    println!("\nkey: {}", rotated["key"].as_str().unwrap_or_default());
-                    match rotated["previous_secret_expires_at"].as_str() {
-                        Some(until) => println!("The old secret keeps working until {until}."),
-                        None => println!("The old secret no longer works."),
-                    }
-                    println!("This secret is shown only now; store it safely.");
-                }
-            }
+            let note = match rotated["previous_secret_expires_at"].as_str() {
+                Some(until) => format!("The old secret keeps working until {until}."),
+                None => "The old secret no longer works.".to_string(),
+            };
+            print_with_secret(format, &rotated, COLUMNS, Some(&note));
         }
         KeysCommand::Suspend { id, format } => key_action(&client, &id, "suspend", format).await?,
         KeysCommand::Resume { id, format } => key_action(&client, &id, "resume", format).await?,

@@ -23,6 +23,21 @@ pub fn print(format: Format, value: &Value, rows: &[Value], columns: &[&str]) {
     }
 }
 
+/// Print a resource whose answer carries a new secret (`key`), shown this
+/// once: the whole answer as JSON, or its row, the secret and a warning.
+/// `note` adds a line before the warning.
+pub fn print_with_secret(format: Format, value: &Value, columns: &[&str], note: Option<&str>) {
+    if format == Format::Json {
+        return print(format, value, &[], &[]);
+    }
+    print(format, value, std::slice::from_ref(value), columns);
+    println!("\nkey: {}", value["key"].as_str().unwrap_or_default());
+    if let Some(note) = note {
+        println!("{note}");
+    }
+    println!("This secret is shown only now; store it safely.");
+}
+
 /// One value as a table cell shows it.
 pub fn cell(value: &Value) -> String {
     match value {
