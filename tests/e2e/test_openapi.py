@@ -34,6 +34,28 @@ DOCUMENTED = {
     ("get", "/provider-credentials/{name}"),
     ("put", "/provider-credentials/{name}"),
     ("delete", "/provider-credentials/{name}"),
+    ("get", "/organisations"),
+    ("post", "/organisations"),
+    ("get", "/organisations/{id}"),
+    ("get", "/projects"),
+    ("post", "/projects"),
+    ("get", "/projects/{id}"),
+    ("get", "/admin-credentials"),
+    ("post", "/admin-credentials"),
+    ("get", "/admin-credentials/{id}"),
+    ("post", "/admin-credentials/{id}/revoke"),
+    ("get", "/keys"),
+    ("post", "/keys"),
+    ("post", "/keys/revoke"),
+    ("get", "/keys/{id}"),
+    ("patch", "/keys/{id}"),
+    ("delete", "/keys/{id}"),
+    ("post", "/keys/{id}/revoke"),
+    ("post", "/keys/{id}/rotate"),
+    ("post", "/keys/{id}/suspend"),
+    ("post", "/keys/{id}/resume"),
+    ("get", "/usage"),
+    ("get", "/usage/events"),
 }
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -50,12 +72,31 @@ workers = 1
 request-timeout = 10
 headers = { Authorization = "Bearer ${KEYGATE_E2E_ADMIN_KEY}" }
 
+[checks]
+enabled = true
+
 [generation]
 max-examples = 40
 deterministic = true
 
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+# A key's policy fields are checked by the handler in ways a JSON Schema
+# pattern cannot state exactly: model globs (`{a,b}-*` is one, `[` is not),
+# IPv4 and IPv6 networks, durations or future times, the configured
+# environments. For the key operations, "valid per schema => accepted" and
+# "invalid per schema => refused" are therefore not asserted; every other
+# check (no 5xx, documented statuses, content types and response schemas,
+# authentication) still runs on them.
+# And DELETE /keys/{id} revokes, it does not erase:
+# a revoked key stays readable (status `revoked`) for audits, so the
+# "deleted resource still available" check does not apply.
+[[operations]]
+include-tag = "keys"
+checks.positive_data_acceptance.enabled = false
+checks.negative_data_rejection.enabled = false
+checks.use_after_free.enabled = false
 """
 
 
@@ -112,7 +153,7 @@ def test_schemathesis_finds_nothing(spawn: Spawner, backend: str, tmp_path: Path
     report_path = tmp_path / "report.json"
     argv = [
         str(schemathesis_cli), "--config-file", str(config), "--no-color",
-        "run", f"{gw.url}/admin/v1/openapi.json", "--checks", "all",
+        "run", f"{gw.url}/admin/v1/openapi.json",
         "--report", "json", "--report-json-path", str(report_path),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
@@ -122,13 +163,20 @@ def test_schemathesis_finds_nothing(spawn: Spawner, backend: str, tmp_path: Path
     printed, status = out.stdout + out.stderr, out.returncode
     del out, env
     assert status == 0, f"schemathesis found problems:\n{printed}"
-    assert "No issues found" in printed, printed
+    assert "No issues found" in printed or "1 warning" in printed, printed
 
     report = json.loads(report_path.read_text())
     assert report["complete"] and not report["failures"] and not report["errors"], printed
     ops = report["operations"]
     assert ops["tested"] == ops["selected"] == ops["total"] and ops["errored"] == 0, ops
-    warnings = {name: found for name, found in report["warnings"].items() if found}
+    # A bulk revocation needs an owner or a project, which JSON Schema
+    # cannot say of two optional fields: most generated bodies name neither
+    # and are refused; that warning, for that operation only, is expected.
+    found = dict(report["warnings"])
+    found["validation_mismatch"] = [
+        op for op in found.get("validation_mismatch", []) if op != "POST /keys/revoke"
+    ]
+    warnings = {name: ops for name, ops in found.items() if ops}
     assert not warnings, f"schemathesis warned: {warnings}\n{printed}"
     # It really got in: every documented operation (but the document itself,
     # which schemathesis leaves out) was tested and accepted valid input,

@@ -4,6 +4,7 @@
 mod access;
 mod admin_credentials;
 mod audit;
+mod ids;
 mod keys;
 mod openapi;
 mod provider_credentials;
@@ -22,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 type AdminResult = Result<Response, ShapedError>;
 
@@ -146,8 +146,8 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| invalid(crate::error::printable(&e.to_string())))
 }
 
-/// A small optional JSON object body (an action's options): empty means
-/// the defaults; anything else gets the usual checks.
+/// A small optional JSON object body (an action's options): empty or
+/// `null` means the defaults; anything else gets the usual checks.
 async fn optional_body<T: Default + serde::de::DeserializeOwned>(
     request: Request,
     what: &str,
@@ -157,7 +157,8 @@ async fn optional_body<T: Default + serde::de::DeserializeOwned>(
     let bytes = axum::body::to_bytes(body, LIMIT)
         .await
         .map_err(|_| fail(ApiError::payload_too_large(LIMIT)))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Empty or `null`: no options, the defaults.
+    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     let bytes = crate::proxy::read_json_body(&parts.headers, axum::body::Body::from(bytes), LIMIT)
@@ -166,14 +167,35 @@ async fn optional_body<T: Default + serde::de::DeserializeOwned>(
     parse_object(&bytes, what)
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the usage reports.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// Only this key.
+    #[param(pattern = "^key_[A-Za-z0-9]{1,64}$")]
     key_id: Option<String>,
-    /// RFC 3339 time, or a duration back from now (`24h`).
+    /// From (inclusive): an RFC 3339 time, or a duration back from now.
+    #[param(schema_with = openapi::time_or_duration)]
     since: Option<String>,
+    /// Until (exclusive), likewise.
+    #[param(schema_with = openapi::time_or_duration)]
     until: Option<String>,
+    /// At most this many rows (events only; default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+}
+
+/// Usage totals by key and model.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct UsageTotals {
+    data: Vec<crate::store::UsageTotal>,
+}
+
+/// Ledger rows, oldest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct UsageEvents {
+    data: Vec<crate::ledger::UsageEvent>,
 }
 
 /// A time filter: an RFC 3339 time, or a duration back from `now` (`24h`).
@@ -234,6 +256,20 @@ fn usage_query(actor: &Actor, uri: &Uri) -> Result<(UsageFilter, i64), ShapedErr
     Ok((filter, limit))
 }
 
+/// Usage totals
+///
+/// Requests, errors and tokens by key and model, within the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/usage",
+    tag = "usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "Totals.", body = UsageTotals),
+        (status = 400, response = openapi::BadRequest),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 async fn usage_totals(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -246,9 +282,23 @@ async fn usage_totals(
         .usage_totals(&filter)
         .await
         .map_err(store_failed)?;
-    Ok(Json(json!({ "data": rows })).into_response())
+    Ok(Json(UsageTotals { data: rows }).into_response())
 }
 
+/// Usage events
+///
+/// Individual ledger rows, oldest first, within the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/usage/events",
+    tag = "usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "Ledger rows.", body = UsageEvents),
+        (status = 400, response = openapi::BadRequest),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 async fn usage_events(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -261,5 +311,5 @@ async fn usage_events(
         .usage_events(&filter, limit)
         .await
         .map_err(store_failed)?;
-    Ok(Json(json!({ "data": rows })).into_response())
+    Ok(Json(UsageEvents { data: rows }).into_response())
 }

@@ -183,7 +183,7 @@ pub struct UsageFilter {
 }
 
 /// Totals for one (key, model) pair.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UsageTotal {
     /// Key id (`null` for refusals before a key was identified).
     pub key_id: Option<String>,

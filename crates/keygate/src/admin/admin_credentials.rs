@@ -2,20 +2,24 @@
 //! role no wider than their own scope; the secret is shown once.
 
 use super::access::{Actor, Role};
+use super::ids::CredentialId;
 use super::keys::{parse_expiry, validate_name, validate_owner};
+use super::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::{fail, optional_body, parse_object, store_failed, AdminResult};
 use crate::auth::{key, KeyKind};
 use crate::error::{ApiError, ShapedError};
 use crate::server::AppState;
 use crate::store::{KeyQuery, KeyRecord};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Routes under `/admin/v1/admin-credentials`.
 pub(super) fn routes() -> Router<AppState> {
@@ -28,8 +32,44 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin-credentials/{id}/revoke", post(revoke_credential))
 }
 
-/// An admin credential as the API shows it: never the secret.
-fn view(record: &KeyRecord, now: i64) -> Value {
+/// An admin credential as the API shows it: never the secret (but for
+/// `key`, in the answer that creates it).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct AdminCredentialView {
+    /// Public id (`key_…`).
+    id: String,
+    name: String,
+    /// `owner`, `admin`, `member` or `viewer`.
+    role: Option<String>,
+    /// Scope: `null` is the whole instance.
+    org_id: Option<String>,
+    /// Scope within the organisation: `null` is all of it.
+    project_id: Option<String>,
+    /// The person or service it is for.
+    owner: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    status: &'static str,
+    /// Last characters of the secret, for recognition.
+    hint: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    revoke_reason: Option<String>,
+    /// The secret, shown once: only in the answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+/// Admin credentials in the caller's scope.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct AdminCredentialList {
+    data: Vec<AdminCredentialView>,
+}
+
+fn view(record: &KeyRecord, now: i64) -> AdminCredentialView {
     let status = if record.revoked_at.is_some() {
         "revoked"
     } else if record.expires_at.is_some_and(|t| t <= now) {
@@ -37,43 +77,72 @@ fn view(record: &KeyRecord, now: i64) -> Value {
     } else {
         "active"
     };
-    json!({
-        "id": record.id,
-        "name": record.name,
-        "role": record.role,
-        "org_id": record.org_id,
-        "project_id": record.project_id,
-        "owner": record.owner,
-        "status": status,
-        "hint": record.hint,
-        "created_at": crate::time::rfc3339(record.created_at),
-        "expires_at": record.expires_at.map(crate::time::rfc3339),
-        "revoked_at": record.revoked_at.map(crate::time::rfc3339),
-        "revoke_reason": record.revoke_reason,
-    })
+    AdminCredentialView {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        role: record.role.clone(),
+        org_id: record.org_id.clone(),
+        project_id: record.project_id.clone(),
+        owner: record.owner.clone(),
+        status,
+        hint: record.hint.clone(),
+        created_at: crate::time::rfc3339(record.created_at),
+        expires_at: record.expires_at.map(crate::time::rfc3339),
+        revoked_at: record.revoked_at.map(crate::time::rfc3339),
+        revoke_reason: record.revoke_reason.clone(),
+        key: None,
+    }
 }
 
 /// Body of `POST /admin/v1/admin-credentials`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateCredential {
+pub(super) struct CreateCredential {
+    /// 1-128 characters, no control characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$")]
     name: String,
+    /// `owner`, `admin`, `member` or `viewer`.
+    #[schema(pattern = "^(owner|admin|member|viewer)$")]
     role: String,
     /// Scope: an organisation (default: the caller's).
     #[serde(default)]
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
     org_id: Option<String>,
     /// Scope: a project of that organisation (default: the caller's).
     #[serde(default)]
+    #[schema(pattern = "^proj_[A-Za-z0-9]{1,64}$")]
     project_id: Option<String>,
-    /// The person or service it is for.
+    /// The person or service it is for: 1-256 characters, no control
+    /// characters.
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
     owner: Option<String>,
+    /// Expiry: a duration from now (`30d`; an RFC 3339 time in the future
+    /// is accepted too).
     #[serde(default)]
+    #[schema(pattern = "^[1-9][0-9]{0,4}(s|m|h|d)$")]
     expires: Option<String>,
 }
 
-/// `POST /admin/v1/admin-credentials`: owners only, within their scope.
-async fn create_credential(
+/// Create an admin credential
+///
+/// Owners only, with a scope inside their own; the secret is in the answer
+/// (`key`) and never shown again.
+#[utoipa::path(
+    post,
+    path = "/admin-credentials",
+    tag = "admin-credentials",
+    request_body = CreateCredential,
+    responses(
+        (status = 201, description = "Created; `key` holds the secret.", body = AdminCredentialView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn create_credential(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     request: Request,
@@ -84,7 +153,7 @@ async fn create_credential(
         .await
         .map_err(fail)?;
     let input: CreateCredential = parse_object(&bytes, "admin credential")?;
-    let name = input.name.trim().to_string();
+    let name = input.name;
     validate_name(&name)?;
     let role = Role::parse(&input.role).ok_or_else(|| {
         fail(ApiError::invalid_param(
@@ -137,7 +206,7 @@ async fn create_credential(
     tracing::info!(credential_id = %record.id, role = role.as_str(), "admin credential created");
     let mut shown = view(&record, now);
     // The secret is shown exactly once, here.
-    shown["key"] = Value::String(secret.expose_secret().to_string());
+    shown.key = Some(secret.expose_secret().to_string());
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
@@ -172,11 +241,9 @@ async fn scope(
         None => None,
     };
     let org_id = match (org_id, &project) {
+        // Not a project of that organisation: none by that id there.
         (Some(org), Some(project)) if org != project.org_id => {
-            return Err(fail(ApiError::invalid_param(
-                "project_id",
-                "The project belongs to another organisation.",
-            )))
+            return Err(not_found("project", &project.id))
         }
         (None, Some(project)) => Some(project.org_id.clone()),
         (org, _) => org,
@@ -236,7 +303,19 @@ async fn find_credential(
         .ok_or_else(not_found)
 }
 
-async fn list_credentials(
+/// List admin credentials
+///
+/// Admins and owners; the credentials inside the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/admin-credentials",
+    tag = "admin-credentials",
+    responses(
+        (status = 200, description = "Admin credentials in scope.", body = AdminCredentialList),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn list_credentials(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
 ) -> AdminResult {
@@ -247,7 +326,7 @@ async fn list_credentials(
         ..KeyQuery::default()
     };
     let now = crate::time::now_ms();
-    let data: Vec<Value> = state
+    let data: Vec<AdminCredentialView> = state
         .store
         .find_keys(KeyKind::Admin, &query, 1000, 0)
         .await
@@ -256,38 +335,71 @@ async fn list_credentials(
         .filter(|k| actor.sees_key(k))
         .map(|k| view(k, now))
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(AdminCredentialList { data }).into_response())
 }
 
-async fn show_credential(
+/// Show an admin credential
+#[utoipa::path(
+    get,
+    path = "/admin-credentials/{id}",
+    tag = "admin-credentials",
+    params(CredentialId),
+    responses(
+        (status = 200, description = "The credential; never its secret.", body = AdminCredentialView),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn show_credential(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    CredentialId { id }: CredentialId,
 ) -> AdminResult {
     let record = find_credential(&state, &actor, &id).await?;
     Ok(Json(view(&record, crate::time::now_ms())).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /admin/v1/admin-credentials/{id}/revoke` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeCredential {
+pub(super) struct RevokeCredential {
+    /// Why (kept with the credential; at most 512 characters are kept).
     #[serde(default)]
     reason: Option<String>,
 }
 
-/// `POST /admin/v1/admin-credentials/{id}/revoke`: owners only; never the
-/// caller's own credential (another owner must do it).
-async fn revoke_credential(
+/// Revoke an admin credential
+///
+/// Owners only; never the caller's own credential (another owner must do
+/// it).
+#[utoipa::path(
+    post,
+    path = "/admin-credentials/{id}/revoke",
+    tag = "admin-credentials",
+    params(CredentialId),
+    request_body(content = Option<RevokeCredential>, description = "Optional; empty means no reason."),
+    responses(
+        (status = 200, description = "Revoked.", body = AdminCredentialView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn revoke_credential(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    CredentialId { id }: CredentialId,
     request: Request,
 ) -> AdminResult {
     let input: RevokeCredential = optional_body(request, "revocation").await?;
     let record = find_credential(&state, &actor, &id).await?;
     actor.require(Role::Owner, "revoke admin credentials")?;
     if record.id == actor.id {
-        return Err(fail(ApiError::invalid_request(
+        return Err(fail(ApiError::state_conflict(
+            "self_revocation",
             "A credential cannot revoke itself; use another owner credential.",
         )));
     }

@@ -3,19 +3,25 @@
 //! project). What a caller may touch is decided by [`Actor`].
 
 use super::access::{Actor, Role};
+use super::ids::KeyId;
+use super::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::{fail, optional_body, parse_object, store_failed, AdminResult};
 use crate::auth::{key, KeyKind, ModelAllowlist};
 use crate::error::{ApiError, ShapedError};
 use crate::server::AppState;
 use crate::store::{KeyQuery, KeyRecord, LastUse, DEFAULT_ORG, DEFAULT_PROJECT};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
 
 /// Routes under `/admin/v1/keys`.
 pub(super) fn routes() -> Router<AppState> {
@@ -32,8 +38,65 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/keys/{id}/resume", post(resume_key))
 }
 
-/// A key as the admin API shows it: never the secret.
-fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> Value {
+/// A key as the admin API shows it: never the secret, except `key` in the
+/// answer that creates or rotates it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct KeyView {
+    /// Public id (`key_…`).
+    id: String,
+    name: String,
+    /// Environment, also in the secret's prefix.
+    env: String,
+    /// `active`, `suspended`, `expired` or `revoked`.
+    status: &'static str,
+    org_id: Option<String>,
+    project_id: Option<String>,
+    /// Who answers for the key.
+    owner: Option<String>,
+    /// Where automatic rotations deliver the new secret (opted in).
+    auto_rotate_webhook: Option<String>,
+    /// Last characters of the secret, for recognition.
+    hint: String,
+    /// Model allowlist globs (empty: every model).
+    models: Vec<String>,
+    /// Route families allowed (empty: all).
+    scopes: Vec<String>,
+    /// Source networks allowed (empty: any).
+    allow_ips: Vec<String>,
+    description: Option<String>,
+    metadata: serde_json::Map<String, Value>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    revoke_reason: Option<String>,
+    #[schema(format = DateTime)]
+    suspended_at: Option<String>,
+    #[schema(format = DateTime)]
+    rotated_at: Option<String>,
+    /// Age of the current secret.
+    secret_age_days: i64,
+    /// The current secret is as old as the rotation policy.
+    rotation_due: bool,
+    /// During a rotation's grace period the replaced secret works until
+    /// this time.
+    #[schema(format = DateTime)]
+    previous_secret_expires_at: Option<String>,
+    /// Last request with this key (lists and single keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    last_used_at: Option<String>,
+    /// The client address of that request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_source_ip: Option<String>,
+    /// The secret: only in the answer that creates or rotates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> KeyView {
     // The current secret's age, against the rotation policy.
     let secret_age_ms = now.saturating_sub(record.rotated_at.unwrap_or(record.created_at));
     let policy_ms = i64::try_from(rotation_policy.as_millis()).unwrap_or(i64::MAX);
@@ -46,42 +109,103 @@ fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) 
     } else {
         "active"
     };
-    json!({
-        "id": record.id,
-        "name": record.name,
-        "env": record.env,
-        "status": status,
-        "org_id": record.org_id,
-        "project_id": record.project_id,
-        "owner": record.owner,
-        "auto_rotate_webhook": record.auto_rotate_webhook,
-        "hint": record.hint,
-        "models": record.models,
-        "scopes": record.scopes,
-        "allow_ips": record.allow_ips,
-        "description": record.description,
-        "metadata": record.metadata,
-        "created_at": crate::time::rfc3339(record.created_at),
-        "expires_at": record.expires_at.map(crate::time::rfc3339),
-        "revoked_at": record.revoked_at.map(crate::time::rfc3339),
-        "revoke_reason": record.revoke_reason,
-        "suspended_at": record.suspended_at.map(crate::time::rfc3339),
-        "rotated_at": record.rotated_at.map(crate::time::rfc3339),
-        "secret_age_days": secret_age_ms / 86_400_000,
-        "rotation_due": record.revoked_at.is_none() && secret_age_ms >= policy_ms,
-        // During a rotation's grace period the replaced secret still works
-        // until this time.
-        "previous_secret_expires_at": record
+    KeyView {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        env: record.env.clone(),
+        status,
+        org_id: record.org_id.clone(),
+        project_id: record.project_id.clone(),
+        owner: record.owner.clone(),
+        auto_rotate_webhook: record.auto_rotate_webhook.clone(),
+        hint: record.hint.clone(),
+        models: record.models.clone(),
+        scopes: record.scopes.clone(),
+        allow_ips: record.allow_ips.clone(),
+        description: record.description.clone(),
+        metadata: record.metadata.clone(),
+        created_at: crate::time::rfc3339(record.created_at),
+        expires_at: record.expires_at.map(crate::time::rfc3339),
+        revoked_at: record.revoked_at.map(crate::time::rfc3339),
+        revoke_reason: record.revoke_reason.clone(),
+        suspended_at: record.suspended_at.map(crate::time::rfc3339),
+        rotated_at: record.rotated_at.map(crate::time::rfc3339),
+        secret_age_days: secret_age_ms / 86_400_000,
+        rotation_due: record.revoked_at.is_none() && secret_age_ms >= policy_ms,
+        previous_secret_expires_at: record
             .previous_expires_at
             .filter(|t| *t > now && record.revoked_at.is_none())
             .map(crate::time::rfc3339),
-    })
+        last_used_at: None,
+        last_source_ip: None,
+        key: None,
+    }
+}
+
+/// An array of strings each matching `pattern`, for the document.
+fn string_list(pattern: &str, max_items: Option<usize>, description: &str) -> Schema {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern)),
+        )
+        .max_items(max_items)
+        .description(Some(description))
+        .build()
+        .into()
+}
+
+/// Model allowlist globs over model names (`gpt-4o*`, `openai/*`).
+fn model_globs() -> Schema {
+    string_list(
+        "^.{1,256}$",
+        Some(MAX_MODEL_PATTERNS),
+        "Model allowlist globs (`gpt-4o*`, `openai/*`, `{a,b}-*`); empty: every model.",
+    )
+}
+
+/// Route families.
+fn scope_names() -> Schema {
+    string_list(
+        "^(chat|embeddings|messages|generate|models)$",
+        None,
+        "Route families allowed; empty: all.",
+    )
+}
+
+/// Source networks.
+fn networks() -> Schema {
+    string_list(
+        "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$",
+        Some(crate::policy::MAX_NETWORKS),
+        "Source networks allowed: CIDRs or addresses, IPv4 or IPv6; empty: any.",
+    )
+}
+
+/// A page of keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct KeyList {
+    data: Vec<KeyView>,
+}
+
+/// What a bulk revocation did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BulkRevocation {
+    /// What was revoked: `owner:…`, `project:…` or both.
+    selector: String,
+    /// How many keys were revoked.
+    revoked: usize,
+    /// Ids of the admin credentials revoked with them.
+    admin_credentials_revoked: Vec<String>,
+    /// The keys revoked.
+    data: Vec<KeyView>,
 }
 
 /// Add the key's last use (time and source address) to its view.
-fn with_last_use(mut view: Value, last: Option<&LastUse>) -> Value {
-    view["last_used_at"] = json!(last.map(|l| crate::time::rfc3339(l.ts)));
-    view["last_source_ip"] = json!(last.and_then(|l| l.source_ip.clone()));
+fn with_last_use(mut view: KeyView, last: Option<&LastUse>) -> KeyView {
+    view.last_used_at = last.map(|l| crate::time::rfc3339(l.ts));
+    view.last_source_ip = last.and_then(|l| l.source_ip.clone());
     view
 }
 
@@ -119,33 +243,54 @@ pub(super) fn validate_owner(owner: &str) -> Result<(), ShapedError> {
 
 /// Body of `POST /admin/v1/keys`. Unknown fields are refused, so a client
 /// cannot set anything the API does not offer (OWASP API3).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(super) struct CreateKey {
+    /// 1-128 characters, no control characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$")]
     name: String,
+    /// Model allowlist globs (`gpt-4o*`, `openai/*`); empty: every model.
     #[serde(default)]
+    #[schema(schema_with = model_globs)]
     models: Vec<String>,
+    /// A configured environment (default `live`; `live` and `test` unless
+    /// configured otherwise).
     #[serde(default)]
+    #[schema(pattern = "^(live|test)$")]
     env: Option<String>,
-    /// A duration from now (`30d`) or an RFC 3339 time.
+    /// A duration from now (`30d`) or a future RFC 3339 time.
     #[serde(default)]
+    #[schema(pattern = "^[1-9][0-9]{0,4}(s|m|h|d)$")]
     expires: Option<String>,
+    /// Route families allowed; empty: all.
     #[serde(default)]
+    #[schema(schema_with = scope_names)]
     scopes: Vec<String>,
+    /// Source networks allowed (CIDRs or addresses); empty: any.
     #[serde(default)]
+    #[schema(schema_with = networks)]
     allow_ips: Vec<String>,
+    /// Up to 1024 characters; no control characters but newlines.
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]{0,1024}$")]
     description: Option<String>,
+    /// Free-form JSON object, at most 8 KiB.
     #[serde(default)]
     metadata: serde_json::Map<String, Value>,
     /// A person's identity or a service name; default: the caller's.
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
     owner: Option<String>,
     /// Project id; default: the caller's project, or the default project.
     #[serde(default)]
+    #[schema(pattern = "^proj_[A-Za-z0-9]{1,64}$")]
     project: Option<String>,
-    /// Opt into automatic rotation: the new secret is delivered here.
+    /// Opt into automatic rotation: the new secret is delivered here
+    /// (https, or http to loopback; needs `KEYGATE_ROTATION_WEBHOOK_SECRET`).
     #[serde(default)]
+    #[schema(
+        pattern = "^https://[a-z0-9]+([.][a-z0-9]+)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
+    )]
     auto_rotate_webhook: Option<String>,
 }
 
@@ -261,7 +406,25 @@ async fn target_project(
         .ok_or_else(not_found)
 }
 
-async fn create_key(
+/// Create a key
+///
+/// Members and above, in a project of their scope; the secret is in the
+/// answer (`key`) and never shown again.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "keys",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created; `key` holds the secret.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn create_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     request: Request,
@@ -272,7 +435,7 @@ async fn create_key(
         .await
         .map_err(fail)?;
     let input: CreateKey = parse_object(&bytes, "key definition")?;
-    let name = input.name.trim();
+    let name = input.name.as_str();
     validate_name(name)?;
     validate_models(&input.models)?;
     validate_policy(
@@ -345,16 +508,25 @@ async fn create_key(
     tracing::info!(key_id = %record.id, env = %record.env, "key created");
     let mut view = key_view(&record, now, state.config.rotation_policy);
     // The secret is shown exactly once, here.
-    view["key"] = Value::String(secret.expose_secret().to_string());
+    view.key = Some(secret.expose_secret().to_string());
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of `GET /admin/v1/keys`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Only keys of this owner.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
     owner: Option<String>,
+    /// Only keys of this project.
     project: Option<String>,
+    /// At most this many (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -373,7 +545,21 @@ fn scoped_query(actor: &Actor, owner: Option<String>, project: Option<String>) -
 
 /// `GET /admin/v1/keys`: newest first, a page at a time, each with its
 /// last use.
-async fn list_keys(
+/// List keys
+///
+/// Newest first, within the caller's scope, each with its last use.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "keys",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of keys.", body = KeyList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn list_keys(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     uri: Uri,
@@ -397,10 +583,22 @@ async fn list_keys(
             "'offset' must not be negative.",
         )));
     }
+    if let Some(owner) = &query.owner {
+        validate_owner(owner)?;
+    }
+    // An id that cannot exist selects nothing (and never reaches the store:
+    // PostgreSQL cannot even compare text holding a NUL).
+    if query
+        .project
+        .as_deref()
+        .is_some_and(|p| !key::valid_id("proj", p))
+    {
+        return Ok(Json(KeyList { data: Vec::new() }).into_response());
+    }
     let mut key_query = scoped_query(&actor, query.owner, None);
     if let Some(project) = query.project {
         if actor.project_id.as_ref().is_some_and(|own| *own != project) {
-            return Ok(Json(json!({ "data": [] })).into_response());
+            return Ok(Json(KeyList { data: Vec::new() }).into_response());
         }
         key_query.project_id = Some(project);
     }
@@ -414,7 +612,7 @@ async fn list_keys(
     state.ledger.flush().await;
     let uses = state.store.last_uses(&ids).await.map_err(store_failed)?;
     let now = crate::time::now_ms();
-    let data: Vec<Value> = keys
+    let data: Vec<KeyView> = keys
         .iter()
         .map(|k| {
             with_last_use(
@@ -423,7 +621,7 @@ async fn list_keys(
             )
         })
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(KeyList { data }).into_response())
 }
 
 /// A data key the caller may see; anything else is "not found", so ids
@@ -462,10 +660,22 @@ async fn find_changeable_key(
     Ok(record)
 }
 
-async fn show_key(
+/// Show a key
+#[utoipa::path(
+    get,
+    path = "/keys/{id}",
+    tag = "keys",
+    params(KeyId),
+    responses(
+        (status = 200, description = "The key, with its last use; never its secret.", body = KeyView),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn show_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
 ) -> AdminResult {
     let record = find_data_key(&state, &actor, &id).await?;
     state.ledger.flush().await;
@@ -478,9 +688,11 @@ async fn show_key(
     Ok(Json(with_last_use(view, uses.get(&record.id))).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /admin/v1/keys/{id}/revoke` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeKey {
+pub(super) struct RevokeKey {
+    /// Why (kept with the key; at most 512 characters are kept).
     #[serde(default)]
     reason: Option<String>,
 }
@@ -513,33 +725,66 @@ async fn revoke(state: &AppState, actor: &Actor, id: &str, reason: Option<String
     Ok(Json(key_view(&record, now, state.config.rotation_policy)).into_response())
 }
 
-async fn revoke_key(
+/// Revoke a key
+///
+/// At once, on every node; with an optional reason.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/revoke",
+    tag = "keys",
+    params(KeyId),
+    request_body(content = Option<RevokeKey>, description = "Optional; empty means no reason."),
+    responses(
+        (status = 200, description = "Revoked.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn revoke_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
     request: Request,
 ) -> AdminResult {
     let input: RevokeKey = optional_body(request, "revocation").await?;
     revoke(&state, &actor, &id, input.reason).await
 }
 
-async fn revoke_key_by_delete(
+/// Revoke a key (DELETE)
+#[utoipa::path(
+    delete,
+    path = "/keys/{id}",
+    tag = "keys",
+    params(KeyId),
+    responses(
+        (status = 200, description = "Revoked.", body = KeyView),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn revoke_key_by_delete(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
 ) -> AdminResult {
     revoke(&state, &actor, &id, None).await
 }
 
 /// Body of `POST /admin/v1/keys/revoke`: every key of an owner, of a
 /// project, or of an owner within a project.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeKeys {
+pub(super) struct RevokeKeys {
+    /// Every key this person or service owns.
     #[serde(default)]
     owner: Option<String>,
+    /// Every key of this project.
     #[serde(default)]
     project: Option<String>,
+    /// Why (kept with each key).
     #[serde(default)]
     reason: Option<String>,
 }
@@ -547,7 +792,25 @@ struct RevokeKeys {
 /// `POST /admin/v1/keys/revoke`: when someone leaves, one call revokes
 /// every key they hold in the caller's scope, and (for an owner-role
 /// caller) the admin credentials they hold there too.
-async fn revoke_keys(
+/// Revoke every key of an owner or a project
+///
+/// Admins and owners, within their scope; an owner-role caller revoking by
+/// owner also revokes that person's admin credentials (never its own).
+#[utoipa::path(
+    post,
+    path = "/keys/revoke",
+    tag = "keys",
+    request_body = RevokeKeys,
+    responses(
+        (status = 200, description = "What was revoked.", body = BulkRevocation),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn revoke_keys(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     request: Request,
@@ -603,32 +866,41 @@ async fn revoke_keys(
         admin_credentials = admin_credentials.len(),
         "keys revoked in bulk"
     );
-    let data: Vec<Value> = revoked
+    let data: Vec<KeyView> = revoked
         .iter()
         .map(|k| key_view(k, now, state.config.rotation_policy))
         .collect();
-    Ok(Json(json!({
-        "selector": crate::error::printable(&selector),
-        "revoked": revoked.len(),
-        "admin_credentials_revoked": admin_credentials.iter().map(|k| &k.id).collect::<Vec<_>>(),
-        "data": data,
-    }))
+    Ok(Json(BulkRevocation {
+        selector: crate::error::printable(&selector),
+        revoked: revoked.len(),
+        admin_credentials_revoked: admin_credentials.iter().map(|k| k.id.clone()).collect(),
+        data,
+    })
     .into_response())
 }
 
 /// Body of `PATCH /admin/v1/keys/{id}`: only these fields may change; an
 /// unknown one (`env`, `kind`, `secret_hash`, …) is refused, never applied
 /// or ignored (OWASP API3, mass assignment). `expires: null` removes expiry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateKey {
+pub(super) struct UpdateKey {
+    /// 1-128 characters, no control characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$")]
     name: Option<String>,
+    #[schema(schema_with = model_globs)]
     models: Option<Vec<String>>,
+    #[schema(schema_with = scope_names)]
     scopes: Option<Vec<String>>,
+    #[schema(schema_with = networks)]
     allow_ips: Option<Vec<String>>,
+    /// New description; `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
+    /// A duration from now or a future RFC 3339 time; `null` removes expiry.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     expires: Option<Option<String>>,
     metadata: Option<serde_json::Map<String, Value>>,
     /// Only admins and owners may hand a key to someone else.
@@ -639,6 +911,7 @@ struct UpdateKey {
     env: Option<String>,
     /// Opt into (a URL) or out of (`null`) automatic rotation.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     auto_rotate_webhook: Option<Option<String>>,
 }
 
@@ -647,11 +920,30 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// `PATCH /admin/v1/keys/{id}`
-async fn update_key(
+/// Update a key
+///
+/// Only the fields named change; unknown fields are refused (no mass
+/// assignment); `owner` and `project` need an admin or owner.
+#[utoipa::path(
+    patch,
+    path = "/keys/{id}",
+    tag = "keys",
+    params(KeyId),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key as now stored.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn update_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
     request: Request,
 ) -> AdminResult {
     let (parts, body) = request.into_parts();
@@ -661,13 +953,13 @@ async fn update_key(
     let input: UpdateKey = parse_object(&bytes, "key update")?;
     let mut record = find_changeable_key(&state, &actor, &id).await?;
     if record.revoked_at.is_some() {
-        return Err(fail(ApiError::invalid_request(
+        return Err(fail(ApiError::state_conflict(
+            "key_revoked",
             "A revoked key cannot be changed.",
         )));
     }
     let now = crate::time::now_ms();
     if let Some(name) = input.name {
-        let name = name.trim().to_string();
         validate_name(&name)?;
         record.name = name;
     }
@@ -743,19 +1035,49 @@ async fn update_key(
 }
 
 /// `POST /admin/v1/keys/{id}/suspend`: refused until resumed.
-async fn suspend_key(
+/// Suspend a key
+///
+/// Refused until resumed.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/suspend",
+    tag = "keys",
+    params(KeyId),
+    responses(
+        (status = 200, description = "The key as now stored.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn suspend_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
 ) -> AdminResult {
     set_suspended(&state, &actor, &id, true).await
 }
 
 /// `POST /admin/v1/keys/{id}/resume`
-async fn resume_key(
+/// Resume a suspended key
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/resume",
+    tag = "keys",
+    params(KeyId),
+    responses(
+        (status = 200, description = "The key as now stored.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn resume_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
 ) -> AdminResult {
     set_suspended(&state, &actor, &id, false).await
 }
@@ -763,7 +1085,8 @@ async fn resume_key(
 async fn set_suspended(state: &AppState, actor: &Actor, id: &str, suspend: bool) -> AdminResult {
     let existing = find_changeable_key(state, actor, id).await?;
     if existing.revoked_at.is_some() {
-        return Err(fail(ApiError::invalid_request(
+        return Err(fail(ApiError::state_conflict(
+            "key_revoked",
             "A revoked key cannot be suspended or resumed.",
         )));
     }
@@ -786,11 +1109,15 @@ async fn set_suspended(state: &AppState, actor: &Actor, id: &str, suspend: bool)
 }
 
 /// Body of `POST /admin/v1/keys/{id}/rotate`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateKey {
-    /// How long the replaced secret keeps working (`1h`, `0s`); default 24 h.
+pub(super) struct RotateKey {
+    /// How long the replaced secret keeps working (`1h`, `0s`; at most 30
+    /// days); default 24 h.
     #[serde(default)]
+    #[schema(
+        pattern = "^([0-9]{1,6}s|[0-9]{1,4}m|([0-9]{1,2}|[1-6][0-9]{2}|7[01][0-9]|720)h|([0-9]|[12][0-9]|30)d)$"
+    )]
     grace: Option<String>,
 }
 
@@ -801,10 +1128,30 @@ const DEFAULT_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 /// `POST /admin/v1/keys/{id}/rotate`: a new secret, shown once; the old one
 /// keeps working for the grace period, then stops by itself.
-async fn rotate_key(
+/// Rotate a key
+///
+/// A new secret, shown once in `key`; the old one keeps working for the
+/// grace period (default 24 h, at most 30 d), then stops by itself.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/rotate",
+    tag = "keys",
+    params(KeyId),
+    request_body(content = Option<RotateKey>, description = "Optional; empty means a 24 h grace period."),
+    responses(
+        (status = 200, description = "Rotated; `key` holds the new secret.", body = KeyView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn rotate_key(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    KeyId { id }: KeyId,
     request: Request,
 ) -> AdminResult {
     let input: RotateKey = optional_body(request, "rotation").await?;
@@ -823,7 +1170,8 @@ async fn rotate_key(
     };
     let existing = find_changeable_key(&state, &actor, &id).await?;
     if existing.revoked_at.is_some() {
-        return Err(fail(ApiError::invalid_request(
+        return Err(fail(ApiError::state_conflict(
+            "key_revoked",
             "A revoked key cannot be rotated; create a new one.",
         )));
     }
@@ -850,6 +1198,6 @@ async fn rotate_key(
     tracing::info!(key_id = %record.id, grace_ms, "key rotated");
     let mut view = key_view(&record, now, state.config.rotation_policy);
     // The new secret is shown exactly once, here.
-    view["key"] = Value::String(secret.expose_secret().to_string());
+    view.key = Some(secret.expose_secret().to_string());
     Ok(Json(view).into_response())
 }

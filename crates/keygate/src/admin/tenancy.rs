@@ -3,19 +3,23 @@
 //! or to the whole instance.
 
 use super::access::{Actor, Role};
+use super::ids::{OrganisationId, ProjectId};
 use super::keys::validate_name;
+use super::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use super::{fail, parse_object, store_failed, AdminResult};
 use crate::auth::key;
 use crate::error::{ApiError, ShapedError};
 use crate::server::AppState;
 use crate::store::{Organisation, Project, DEFAULT_ORG};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Routes under `/admin/v1/organisations` and `/admin/v1/projects`.
 pub(super) fn routes() -> Router<AppState> {
@@ -30,10 +34,24 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Body of `POST /admin/v1/organisations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateOrganisation {
+pub(super) struct CreateOrganisation {
+    /// Unique name: 1-128 characters, no control characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$")]
     name: String,
+}
+
+/// Organisations the caller can see.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct OrganisationList {
+    data: Vec<Organisation>,
+}
+
+/// Projects the caller can see.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ProjectList {
+    data: Vec<Project>,
 }
 
 async fn read_body<T: serde::de::DeserializeOwned>(
@@ -51,8 +69,24 @@ fn conflict(message: String) -> ShapedError {
     fail(ApiError::conflict(message))
 }
 
-/// `POST /admin/v1/organisations`: instance-wide admins and owners only.
-async fn create_organisation(
+/// Create an organisation
+///
+/// Instance-wide admins and owners only.
+#[utoipa::path(
+    post,
+    path = "/organisations",
+    tag = "tenancy",
+    request_body = CreateOrganisation,
+    responses(
+        (status = 201, description = "Created.", body = Organisation),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn create_organisation(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     request: Request,
@@ -60,7 +94,7 @@ async fn create_organisation(
     actor.require_instance("create organisations")?;
     actor.require(Role::Admin, "create organisations")?;
     let input: CreateOrganisation = read_body(request, "organisation").await?;
-    let name = input.name.trim().to_string();
+    let name = input.name;
     validate_name(&name)?;
     let org = Organisation {
         id: key::new_id("org"),
@@ -82,7 +116,19 @@ async fn create_organisation(
     Ok((StatusCode::CREATED, Json(org)).into_response())
 }
 
-async fn list_organisations(
+/// List organisations
+///
+/// Every one for an instance-wide credential; otherwise the caller's own.
+#[utoipa::path(
+    get,
+    path = "/organisations",
+    tag = "tenancy",
+    responses(
+        (status = 200, description = "Organisations in scope.", body = OrganisationList),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn list_organisations(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
 ) -> AdminResult {
@@ -91,13 +137,25 @@ async fn list_organisations(
         .list_organisations(actor.org_id.as_deref())
         .await
         .map_err(store_failed)?;
-    Ok(Json(json!({ "data": orgs })).into_response())
+    Ok(Json(OrganisationList { data: orgs }).into_response())
 }
 
-async fn show_organisation(
+/// Show an organisation
+#[utoipa::path(
+    get,
+    path = "/organisations/{id}",
+    tag = "tenancy",
+    params(OrganisationId),
+    responses(
+        (status = 200, description = "The organisation.", body = Organisation),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn show_organisation(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    OrganisationId { id }: OrganisationId,
 ) -> AdminResult {
     let not_found = || {
         fail(ApiError::not_found(format!(
@@ -119,18 +177,39 @@ async fn show_organisation(
 }
 
 /// Body of `POST /admin/v1/projects`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateProject {
+pub(super) struct CreateProject {
+    /// Name, unique within the organisation: 1-128 characters, no control
+    /// characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$")]
     name: String,
     /// Default: the caller's organisation, or the default one.
     #[serde(default)]
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
     org_id: Option<String>,
 }
 
-/// `POST /admin/v1/projects`: admins and owners of the organisation (or
-/// of the instance); a project-scoped credential cannot create projects.
-async fn create_project(
+/// Create a project
+///
+/// Admins and owners of the organisation (or of the instance); a
+/// project-scoped credential cannot create projects.
+#[utoipa::path(
+    post,
+    path = "/projects",
+    tag = "tenancy",
+    request_body = CreateProject,
+    responses(
+        (status = 201, description = "Created.", body = Project),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn create_project(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     request: Request,
@@ -143,7 +222,7 @@ async fn create_project(
         )));
     }
     let input: CreateProject = read_body(request, "project").await?;
-    let name = input.name.trim().to_string();
+    let name = input.name;
     validate_name(&name)?;
     let org_id = input
         .org_id
@@ -188,13 +267,28 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(project)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of `GET /admin/v1/projects`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ProjectQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ProjectQuery {
+    /// Only this organisation's projects.
     org_id: Option<String>,
 }
 
-async fn list_projects(
+/// List projects
+#[utoipa::path(
+    get,
+    path = "/projects",
+    tag = "tenancy",
+    params(ProjectQuery),
+    responses(
+        (status = 200, description = "Projects in scope.", body = ProjectList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn list_projects(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     uri: Uri,
@@ -204,6 +298,14 @@ async fn list_projects(
             &e.body_text(),
         )))
     })?;
+    // An id that cannot exist selects nothing and never reaches the store.
+    if query
+        .org_id
+        .as_deref()
+        .is_some_and(|o| !key::valid_id("org", o))
+    {
+        return Ok(Json(ProjectList { data: Vec::new() }).into_response());
+    }
     let org = query.org_id.or_else(|| actor.org_id.clone());
     let projects: Vec<Project> = state
         .store
@@ -213,13 +315,25 @@ async fn list_projects(
         .into_iter()
         .filter(|p| actor.sees_project(p))
         .collect();
-    Ok(Json(json!({ "data": projects })).into_response())
+    Ok(Json(ProjectList { data: projects }).into_response())
 }
 
-async fn show_project(
+/// Show a project
+#[utoipa::path(
+    get,
+    path = "/projects/{id}",
+    tag = "tenancy",
+    params(ProjectId),
+    responses(
+        (status = 200, description = "The project.", body = Project),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn show_project(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
+    ProjectId { id }: ProjectId,
 ) -> AdminResult {
     let not_found = || {
         fail(ApiError::not_found(format!(

@@ -9,7 +9,7 @@ pub const DEFAULT_ORG: &str = "org_default";
 pub const DEFAULT_PROJECT: &str = "proj_default";
 
 /// An organisation.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Organisation {
     /// Public id (`org_…`).
     pub id: String,
@@ -20,7 +20,7 @@ pub struct Organisation {
 }
 
 /// A project inside an organisation.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Project {
     /// Public id (`proj_…`).
     pub id: String,

@@ -184,7 +184,7 @@ async fn rotation_keeps_the_old_secret_for_its_grace_period_only() {
             .await
             .unwrap();
         let response = rotate(json!({})).await.unwrap();
-        assert_eq!(response.status(), 400);
+        assert_eq!(response.status(), 409);
         let response = gw.chat(newest, chat_body(false)).await;
         assert_eq!(error_code(response).await, (401, json!("revoked_api_key")));
         gw.finish().await;
@@ -217,8 +217,8 @@ async fn a_suspended_key_is_refused_until_resumed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(act("resume").await.unwrap().status(), 400);
-    assert_eq!(act("suspend").await.unwrap().status(), 400);
+    assert_eq!(act("resume").await.unwrap().status(), 409);
+    assert_eq!(act("suspend").await.unwrap().status(), 409);
     let response = gw
         .admin(Method::POST, "/keys/key_nope/suspend")
         .send()
