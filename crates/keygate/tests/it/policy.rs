@@ -202,7 +202,8 @@ async fn updates_change_policy_at_once_and_refuse_mass_assignment() {
             .send()
             .await
             .unwrap();
-        assert_eq!(patch(json!({"name": "x"})).await.unwrap().status(), 400);
+        // A revoked key's state forbids changes: 409.
+        assert_eq!(patch(json!({"name": "x"})).await.unwrap().status(), 409);
         gw.finish().await;
     }
 }
