@@ -333,32 +333,16 @@ async fn bootstrap_admin(
     let secret = key::generate(key::ADMIN_ENV);
     let now = crate::time::now_ms();
     let record = KeyRecord {
-        id: key::new_key_id(),
-        kind: KeyKind::Admin,
-        name: "bootstrap admin".into(),
-        env: key::ADMIN_ENV.into(),
-        secret_hash: hex::encode(keys.hasher().digest(secret.expose_secret())),
-        hint: key::hint(secret.expose_secret()),
-        models: Vec::new(),
-        created_at: now,
-        expires_at: None,
-        revoked_at: None,
-        revoke_reason: None,
-        updated_at: now,
-        previous_secret_hash: None,
-        previous_expires_at: None,
-        suspended_at: None,
-        scopes: Vec::new(),
-        allow_ips: Vec::new(),
-        description: None,
-        metadata: serde_json::Map::new(),
-        rotated_at: None,
-        org_id: None,
-        project_id: None,
-        owner: None,
         // The first credential may do everything, everywhere.
         role: Some("owner".into()),
-        auto_rotate_webhook: None,
+        ..KeyRecord::fresh(
+            KeyKind::Admin,
+            "bootstrap admin".into(),
+            key::ADMIN_ENV,
+            secret.expose_secret(),
+            keys.hasher(),
+            now,
+        )
     };
     let path = config.bootstrap_key_path();
     let mut contents = secret.expose_secret().as_bytes().to_vec();

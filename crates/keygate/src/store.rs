@@ -107,6 +107,48 @@ pub struct KeyRecord {
     pub auto_rotate_webhook: Option<String>,
 }
 
+impl KeyRecord {
+    /// A fresh key of `kind` named `name` for the secret `secret` (hashed
+    /// with `hasher`, never kept), created at `now`, with no policy set:
+    /// callers fill in what they were given.
+    pub fn fresh(
+        kind: KeyKind,
+        name: String,
+        env: &str,
+        secret: &str,
+        hasher: &crate::auth::pepper::KeyHasher,
+        now: i64,
+    ) -> KeyRecord {
+        KeyRecord {
+            id: crate::auth::key::new_key_id(),
+            kind,
+            name,
+            env: env.to_string(),
+            secret_hash: hex::encode(hasher.digest(secret)),
+            hint: crate::auth::key::hint(secret),
+            models: Vec::new(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+            updated_at: now,
+            previous_secret_hash: None,
+            previous_expires_at: None,
+            suspended_at: None,
+            scopes: Vec::new(),
+            allow_ips: Vec::new(),
+            description: None,
+            metadata: serde_json::Map::new(),
+            rotated_at: None,
+            org_id: None,
+            project_id: None,
+            owner: None,
+            role: None,
+            auto_rotate_webhook: None,
+        }
+    }
+}
+
 /// Which keys a listing or a bulk revocation selects. Every condition set
 /// must hold.
 #[derive(Clone, Debug, Default)]

@@ -171,31 +171,19 @@ pub(super) async fn create_credential(
     let expires_at = parse_expiry(input.expires.as_deref(), now)?;
     let secret = key::generate(key::ADMIN_ENV);
     let record = KeyRecord {
-        id: key::new_key_id(),
-        kind: KeyKind::Admin,
-        name,
-        env: key::ADMIN_ENV.into(),
-        secret_hash: hex::encode(state.keys.hasher().digest(secret.expose_secret())),
-        hint: key::hint(secret.expose_secret()),
-        models: Vec::new(),
-        created_at: now,
         expires_at,
-        revoked_at: None,
-        revoke_reason: None,
-        updated_at: now,
-        previous_secret_hash: None,
-        previous_expires_at: None,
-        suspended_at: None,
-        scopes: Vec::new(),
-        allow_ips: Vec::new(),
-        description: None,
-        metadata: serde_json::Map::new(),
-        rotated_at: None,
         org_id,
         project_id,
         owner: input.owner,
         role: Some(role.as_str().into()),
-        auto_rotate_webhook: None,
+        ..KeyRecord::fresh(
+            KeyKind::Admin,
+            name,
+            key::ADMIN_ENV,
+            secret.expose_secret(),
+            state.keys.hasher(),
+            now,
+        )
     };
     state
         .store

@@ -473,31 +473,24 @@ pub(super) async fn create_key(
 
     let secret = key::generate(&env);
     let record = KeyRecord {
-        id: key::new_key_id(),
-        kind: KeyKind::Data,
-        name: name.to_string(),
-        env,
-        secret_hash: hex::encode(state.keys.hasher().digest(secret.expose_secret())),
-        hint: key::hint(secret.expose_secret()),
         models: input.models,
-        created_at: now,
         expires_at,
-        revoked_at: None,
-        revoke_reason: None,
-        updated_at: now,
-        previous_secret_hash: None,
-        previous_expires_at: None,
-        suspended_at: None,
         scopes: input.scopes,
         allow_ips: input.allow_ips,
         description: input.description,
         metadata: input.metadata,
-        rotated_at: None,
         org_id: Some(project.org_id),
         project_id: Some(project.id),
         owner: Some(owner),
-        role: None,
         auto_rotate_webhook,
+        ..KeyRecord::fresh(
+            KeyKind::Data,
+            name.to_string(),
+            &env,
+            secret.expose_secret(),
+            state.keys.hasher(),
+            now,
+        )
     };
     state
         .store
