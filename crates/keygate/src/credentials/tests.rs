@@ -24,8 +24,8 @@ async fn value(c: &Credential) -> String {
     c.current().await.unwrap().expose_secret().to_string()
 }
 
-const SECRET_A: &str = "sk-aaaaaaaaaaaaaaaaaaaaaaaa1111";
-const SECRET_B: &str = "sk-bbbbbbbbbbbbbbbbbbbbbbbb2222";
+const SECRET_A: &str = "upstream-secret-aaaaaaaaaaaa1111";
+const SECRET_B: &str = "upstream-secret-bbbbbbbbbbbb2222";
 
 #[derive(serde::Deserialize)]
 struct Holder {
@@ -96,17 +96,17 @@ fn spec_refuses_unknown_keys_mixtures_and_bad_values() {
 
 #[tokio::test]
 async fn env_source_reads_once_and_hints_without_the_secret() {
-    let vars = env(&[("OPENAI_API_KEY", "  sk-abcdefghijklmnopx9aQ\n")]);
+    let vars = env(&[("OPENAI_API_KEY", "  upstream-abcdefghijklmnopx9aQ\n")]);
     let spec = CredentialSpec::Env {
         env: "OPENAI_API_KEY".into(),
     };
     let c = Credential::resolve(&spec, &ctx(&vars, None)).await.unwrap();
-    assert_eq!(value(&c).await, "sk-abcdefghijklmnopx9aQ");
+    assert_eq!(value(&c).await, "upstream-abcdefghijklmnopx9aQ");
     assert_eq!(c.hint(), "env:OPENAI_API_KEY …x9aQ");
     let debug = format!("{c:?}");
     assert!(!debug.contains("abcdefgh"), "{debug}");
     c.invalidate();
-    assert_eq!(value(&c).await, "sk-abcdefghijklmnopx9aQ");
+    assert_eq!(value(&c).await, "upstream-abcdefghijklmnopx9aQ");
 
     let err = Credential::resolve(
         &CredentialSpec::Env { env: "NOPE".into() },
@@ -365,7 +365,7 @@ async fn failed_command_refresh_keeps_the_last_good_value_until_it_expires() {
 
 #[tokio::test(start_paused = true)]
 async fn command_invalidate_reruns_the_command_on_the_next_request() {
-    let secret_c = "sk-third-value-for-rotation-0003";
+    let secret_c = "upstream-third-value-for-rotation-0003";
     let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Ok(SECRET_B), Ok(secret_c)]);
     let c = Credential::from_command(vec!["aws".into()], Duration::from_secs(300), runner)
         .await

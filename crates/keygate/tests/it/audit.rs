@@ -31,7 +31,7 @@ async fn admin_changes_and_refused_sign_ins_are_audited_without_secrets() {
             .send()
             .await
             .unwrap();
-        let provider_secret = "sk-provider-secret-never-audited-0001";
+        let provider_secret = "upstream-provider-secret-never-audited-0001";
         let response = gw
             .admin(Method::POST, "/provider-credentials")
             .json(&json!({"name": "audited-cred", "secret": provider_secret}))

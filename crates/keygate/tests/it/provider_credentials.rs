@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use std::collections::BTreeMap;
 
-const SECRET_1: &str = "sk-proj-FIRSTfirstFIRSTfirst0001";
-const SECRET_2: &str = "sk-proj-SECONDsecondSECOND0002";
+const SECRET_1: &str = "upstream-FIRSTfirstFIRSTfirst0001";
+const SECRET_2: &str = "upstream-SECONDsecondSECOND0002";
 
 /// Every text the database holds about provider credentials, raw.
 async fn raw_rows(gw: &TestGateway) -> Vec<u8> {
