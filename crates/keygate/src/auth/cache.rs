@@ -104,7 +104,8 @@ pub struct KeyCache {
     by_digest: DashMap<KeyDigest, Arc<KeyEntry>, DigestHash>,
     /// Each key's current digest and, during a rotation's grace period, the
     /// digest of the secret it replaced.
-    digest_by_id: DashMap<String, (KeyDigest, Option<KeyDigest>)>,
+    /// Also the `updated_at` of the record they came from.
+    digest_by_id: DashMap<String, (KeyDigest, Option<KeyDigest>, i64)>,
     /// Compiled allowlists by pattern list. A compiled glob set costs
     /// kilobytes even when empty, and most keys share a handful of
     /// allowlists: a million keys must not hold a million copies.
@@ -207,16 +208,23 @@ impl KeyCache {
                 )
             });
         // Insert the new entries before dropping stale ones, so a secret
-        // that stays valid is never missing for a moment.
-        self.by_digest.insert(digest, Arc::new(entry));
+        // that stays valid is never missing for a moment. The key's slot
+        // is held throughout, and an older record than the one applied is
+        // ignored: a refresh that read the row just before a revocation
+        // must not bring the key back after the revocation was applied.
         let previous_digest = previous.as_ref().map(|(d, _)| *d);
+        let mut slot = self.digest_by_id.entry(record.id.clone());
+        let old = match &mut slot {
+            dashmap::Entry::Occupied(held) if held.get().2 > record.updated_at => return,
+            dashmap::Entry::Occupied(held) => Some((held.get().0, held.get().1)),
+            dashmap::Entry::Vacant(_) => None,
+        };
+        self.by_digest.insert(digest, Arc::new(entry));
         if let Some((previous, previous_entry)) = previous {
             self.by_digest.insert(previous, previous_entry);
         }
-        if let Some((old, old_previous)) = self
-            .digest_by_id
-            .insert(record.id.clone(), (digest, previous_digest))
-        {
+        slot.insert((digest, previous_digest, record.updated_at));
+        if let Some((old, old_previous)) = old {
             for stale in [Some(old), old_previous].into_iter().flatten() {
                 if stale != digest && Some(stale) != previous_digest {
                     self.by_digest.remove(&stale);
@@ -227,7 +235,7 @@ impl KeyCache {
 
     /// Forget a key (both of its secrets).
     fn remove(&self, id: &str) {
-        if let Some((_, (digest, previous))) = self.digest_by_id.remove(id) {
+        if let Some((_, (digest, previous, _))) = self.digest_by_id.remove(id) {
             self.by_digest.remove(&digest);
             if let Some(previous) = previous {
                 self.by_digest.remove(&previous);
@@ -326,6 +334,25 @@ mod tests {
             role: None,
             auto_rotate_webhook: None,
         }
+    }
+
+    #[test]
+    fn a_stale_record_never_undoes_a_newer_one() {
+        let c = cache();
+        let secret = key::generate("live");
+        let mut rec = record(&c, secret.expose_secret(), "key_a");
+        rec.updated_at = 20;
+        rec.revoked_at = Some(5);
+        c.upsert(&rec);
+        // A refresh that read the row before the revocation comes late.
+        let mut stale = rec.clone();
+        stale.updated_at = 10;
+        stale.revoked_at = None;
+        c.upsert(&stale);
+        assert_eq!(
+            c.verify(secret.expose_secret(), 10).unwrap_err().code,
+            "revoked_api_key"
+        );
     }
 
     #[test]
