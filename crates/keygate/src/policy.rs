@@ -2,6 +2,9 @@
 //! key may call (scopes), which networks it may be used from, and who the
 //! client is when keygate sits behind trusted proxies.
 
+pub mod counters;
+pub mod limits;
+
 use http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
