@@ -46,6 +46,7 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 }
 
 mod alerts;
+pub mod limits;
 mod provider;
 
 pub use alerts::{
@@ -114,6 +115,11 @@ pub struct RawConfig {
     /// `KEYGATE_ALERT_WEBHOOK_*`).
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// `KEYGATE_REDIS_URL`: share rate and budget counters between nodes.
+    pub redis_url: Option<String>,
+    /// `[limits]`: budget reckoning and reservations.
+    #[serde(default)]
+    pub limits: limits::RawLimits,
 }
 
 /// Validated configuration.
@@ -165,6 +171,10 @@ pub struct Config {
     pub master_key: crate::credentials::MasterKeySource,
     /// Where alerts are delivered.
     pub alerts: AlertsConfig,
+    /// How budgets are reckoned and reservations held.
+    pub limits: crate::policy::governor::GovernorConfig,
+    /// Redis holding shared limit counters; `None`: in-process counters.
+    pub redis_url: Option<SecretString>,
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -382,6 +392,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("trusted_proxies / KEYGATE_TRUSTED_PROXIES", e))?;
         let alerts = alerts::validate(raw.alerts, env)?;
+        let (limits, redis_url) = limits::validate(raw.limits, raw.redis_url, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -455,6 +466,8 @@ impl Config {
             env_file: None,
             master_key,
             alerts,
+            limits,
+            redis_url,
         })
     }
 

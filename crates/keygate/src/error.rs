@@ -156,6 +156,26 @@ impl ApiError {
             )
         }
     }
+    /// 429 from one of keygate's own limits (rate or concurrency).
+    pub fn rate_limited(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: Option<u64>,
+    ) -> Self {
+        ApiError {
+            retry_after,
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+    /// 402 `budget_exceeded`: a budget or prepaid balance cannot cover the
+    /// request; the message names it.
+    pub fn budget_exceeded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYMENT_REQUIRED, "budget_exceeded", message)
+    }
+    /// 503 with a specific code.
+    pub fn unavailable_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
     /// 503: the gateway cannot serve right now (store unavailable, shutting down).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(

@@ -3,7 +3,10 @@
 //! client is when keygate sits behind trusted proxies.
 
 pub mod counters;
+pub mod estimate;
+pub mod governor;
 pub mod limits;
+pub mod period;
 
 use http::HeaderMap;
 use ipnet::IpNet;
