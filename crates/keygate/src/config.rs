@@ -117,6 +117,8 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     /// `KEYGATE_REDIS_URL`: share rate and budget counters between nodes.
     pub redis_url: Option<String>,
+    /// `KEYGATE_REDIS_PREFIX`: first part of keygate's Redis key names.
+    pub redis_prefix: Option<String>,
     /// `[limits]`: budget reckoning and reservations.
     #[serde(default)]
     pub limits: limits::RawLimits,
@@ -173,8 +175,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// How budgets are reckoned and reservations held.
     pub limits: crate::policy::governor::GovernorConfig,
-    /// Redis holding shared limit counters; `None`: in-process counters.
-    pub redis_url: Option<SecretString>,
+    /// Where limit counters live (in process, or Redis).
+    pub counters: limits::CountersConfig,
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -392,7 +394,8 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("trusted_proxies / KEYGATE_TRUSTED_PROXIES", e))?;
         let alerts = alerts::validate(raw.alerts, env)?;
-        let (limits, redis_url) = limits::validate(raw.limits, raw.redis_url, env)?;
+        let (limits, counters) =
+            limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -467,7 +470,7 @@ impl Config {
             master_key,
             alerts,
             limits,
-            redis_url,
+            counters,
         })
     }
 

@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! redis_url = "redis://127.0.0.1:6379"   # KEYGATE_REDIS_URL: share counters between nodes
+//! redis_prefix = "keygate"               # KEYGATE_REDIS_PREFIX: names of keygate's Redis keys
 //! [limits]
 //! timezone = "Europe/Paris"              # KEYGATE_BUDGET_TIMEZONE (default UTC)
 //! default_max_tokens = 4096              # KEYGATE_DEFAULT_MAX_TOKENS
@@ -45,12 +46,23 @@ pub fn thresholds(list: &[u8]) -> Result<Vec<u8>, String> {
     Ok(list.to_vec())
 }
 
-/// Validate `[limits]` and `redis_url` over the environment.
+/// Where limit counters live.
+#[derive(Clone, Debug)]
+pub struct CountersConfig {
+    /// Redis shared by the nodes; `None`: in-process counters.
+    pub redis_url: Option<SecretString>,
+    /// First part of every Redis key keygate writes (several gateways, or
+    /// tests, may share one Redis).
+    pub redis_prefix: String,
+}
+
+/// Validate `[limits]`, `redis_url` and `redis_prefix` over the environment.
 pub fn validate(
     raw: RawLimits,
     redis_url: Option<String>,
+    redis_prefix: Option<String>,
     env: &dyn Env,
-) -> Result<(GovernorConfig, Option<SecretString>), ConfigError> {
+) -> Result<(GovernorConfig, CountersConfig), ConfigError> {
     let defaults = GovernorConfig::default();
     let zone = env.var("KEYGATE_BUDGET_TIMEZONE").or(raw.timezone);
     let timezone = match zone {
@@ -111,6 +123,21 @@ pub fn validate(
             ));
         }
     }
+    let redis_prefix = env
+        .var("KEYGATE_REDIS_PREFIX")
+        .or(redis_prefix)
+        .unwrap_or_else(|| "keygate".into());
+    if redis_prefix.is_empty()
+        || redis_prefix.len() > 64
+        || !redis_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(invalid(
+            "redis_prefix / KEYGATE_REDIS_PREFIX",
+            "must be 1-64 letters, digits, '-', '_' or '.'",
+        ));
+    }
     Ok((
         GovernorConfig {
             timezone,
@@ -118,7 +145,10 @@ pub fn validate(
             lease_ttl,
             alert_thresholds,
         },
-        redis_url.map(SecretString::from),
+        CountersConfig {
+            redis_url: redis_url.map(SecretString::from),
+            redis_prefix,
+        },
     ))
 }
 
@@ -136,18 +166,20 @@ mod tests {
 
     #[test]
     fn defaults_are_utc_4096_tokens_an_hour_and_50_80_100() {
-        let (config, redis) = validate(RawLimits::default(), None, &env(&[])).unwrap();
+        let (config, redis) = validate(RawLimits::default(), None, None, &env(&[])).unwrap();
         assert_eq!(config.timezone, chrono_tz::Tz::UTC);
         assert_eq!(config.default_max_tokens, 4096);
         assert_eq!(config.lease_ttl, std::time::Duration::from_secs(3600));
         assert_eq!(config.alert_thresholds, vec![50, 80, 100]);
-        assert!(redis.is_none());
+        assert!(redis.redis_url.is_none());
+        assert_eq!(redis.redis_prefix, "keygate");
     }
 
     #[test]
     fn the_environment_sets_every_limit_setting() {
         let (config, redis) = validate(
             RawLimits::default(),
+            None,
             None,
             &env(&[
                 ("KEYGATE_BUDGET_TIMEZONE", "Europe/Paris"),
@@ -162,7 +194,7 @@ mod tests {
         assert_eq!(config.default_max_tokens, 1000);
         assert_eq!(config.lease_ttl, std::time::Duration::from_secs(300));
         assert_eq!(config.alert_thresholds, vec![25, 90]);
-        assert!(redis.is_some());
+        assert!(redis.redis_url.is_some());
     }
 
     #[test]
@@ -173,8 +205,9 @@ mod tests {
             ("KEYGATE_BUDGET_ALERTS", "80,50"),
             ("KEYGATE_BUDGET_ALERTS", "150"),
             ("KEYGATE_REDIS_URL", "http://x"),
+            ("KEYGATE_REDIS_PREFIX", "a b"),
         ] {
-            let error = validate(RawLimits::default(), None, &env(&[(var, value)]))
+            let error = validate(RawLimits::default(), None, None, &env(&[(var, value)]))
                 .unwrap_err()
                 .to_string();
             assert!(

@@ -49,7 +49,7 @@ fn freeze_clock() -> FrozenClock {
 
 /// What the receiver does with a request.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Never answer (the sender dies waiting).
     Hang,
@@ -57,21 +57,21 @@ enum Answer {
 
 /// One request as the receiver saw it.
 #[derive(Debug)]
-struct Received {
+pub(crate) struct Received {
     at: tokio::time::Instant,
     headers: HeaderMap,
-    body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .map(|v| v.to_str().unwrap())
             .unwrap_or_else(|| panic!("no {name} header"))
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
@@ -95,13 +95,13 @@ struct ReceiverState {
 }
 
 /// A webhook receiver on loopback: answers `answers` in order, then 200.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     requests: mpsc::UnboundedReceiver<Received>,
 }
 
 impl Receiver {
-    async fn start(answers: &[Answer]) -> Receiver {
+    pub(crate) async fn start(answers: &[Answer]) -> Receiver {
         let (seen, requests) = mpsc::unbounded_channel();
         let state = ReceiverState {
             answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
@@ -120,7 +120,7 @@ impl Receiver {
     }
 
     /// The next request (waiting for it).
-    async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         tokio::time::timeout(PATIENCE, self.requests.recv())
             .await
             .expect("no request reached the receiver")

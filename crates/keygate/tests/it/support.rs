@@ -70,6 +70,8 @@ pub struct TestGateway {
     pub state: AppState,
     pub mock: SocketAddr,
     pub http: reqwest::Client,
+    /// The PostgreSQL database this gateway created, for a second node.
+    pub database_url: Option<String>,
     database: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     pub dir: tempfile::TempDir,
@@ -103,12 +105,12 @@ impl TestGateway {
         env.insert("OPENAI_BASE_URL".into(), format!("http://{mock}/v1"));
         env.insert("ANTHROPIC_API_KEY".into(), provider_key.clone());
         env.insert("ANTHROPIC_BASE_URL".into(), format!("http://{mock}"));
-        let database = match backend {
-            Backend::Sqlite => None,
+        let (database, database_url) = match backend {
+            Backend::Sqlite => (None, None),
             Backend::Postgres => {
                 let (name, url) = fresh_database().await;
-                env.insert("KEYGATE_DATABASE_URL".into(), url);
-                Some(name)
+                env.insert("KEYGATE_DATABASE_URL".into(), url.clone());
+                (Some(name), Some(url))
             }
         };
         env.extend(extra_env);
@@ -131,10 +133,18 @@ impl TestGateway {
             state,
             mock,
             http: reqwest::Client::new(),
+            database_url,
             database,
             shutdown: Some(shutdown),
             dir,
         }
+    }
+
+    /// Load a key another node created into this node's cache now,
+    /// instead of waiting for the refresh.
+    pub async fn load_key(&self, id: &str) {
+        let record = self.store().get_key(id).await.unwrap().unwrap();
+        self.state.keys.upsert(&record);
     }
 
     pub fn store(&self) -> &dyn Store {
