@@ -4,6 +4,7 @@
 
 pub mod counters;
 pub mod limits;
+pub mod redis_counters;
 
 use http::HeaderMap;
 use ipnet::IpNet;
