@@ -867,6 +867,7 @@ async fn redis_errors_do_not_show_the_password() {
         "redis://gateway:hunter2-pw@127.0.0.1:notaport/0",
         // Nothing listens on port 1: refused at once, not retried.
         "redis://gateway:hunter2-pw@127.0.0.1:1/0",
+        "rediss://gateway:hunter2-pw@127.0.0.1:1/0",
     ] {
         let error = RedisCounters::connect(&SecretString::from(url), ledger.clone(), "")
             .await
@@ -874,6 +875,120 @@ async fn redis_errors_do_not_show_the_password() {
         assert!(!error.0.contains("hunter2-pw"), "{error}");
         assert!(error.0.starts_with("redis: "), "{error}");
     }
+}
+
+/// What a request leaves in Redis: versioned key names, and TTLs that let
+/// Redis forget every counter once it no longer matters.
+#[tokio::test]
+async fn redis_keys_are_versioned_and_expire() {
+    let f = Fixture::new(Kind::Redis).await;
+    let c = f.counters.as_ref();
+    let monthly = budget(&key("k1"), 1, 1_000);
+    let total = BudgetSlot {
+        counter: "org:o1:total:1".into(),
+        subject: Subject::Organisation("o1".into()),
+        since_ms: 0,
+        until_ms: None,
+        limit: 1_000,
+    };
+    let request = Request::new("a")
+        .concurrency("key:k1:concurrent", 5)
+        .rate("key:k1:rpm", 10, 2)
+        .budget(monthly, 0)
+        .budget(total, 10)
+        .ttl(60_000);
+    admitted(request.admit(c, T0).await);
+
+    let client = ::redis::Client::open(redis_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}:*", f.prefix))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    keys.sort();
+    let p = format!("{}:v1", f.prefix);
+    let name = |rest: &str| format!("{p}:{rest}");
+    assert_eq!(
+        keys,
+        vec![
+            name("budget:key:k1:2025-12:1"),
+            name("budget:org:o1:total:1"),
+            name("conc:key:k1:concurrent"),
+            name("leases:key:k1:2025-12:1"),
+            name("leases:org:o1:total:1"),
+            name("rate:key:k1:rpm"),
+        ]
+    );
+    let pttl = |key: String| {
+        let mut raw = raw.clone();
+        async move {
+            let ms: i64 = ::redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            ms
+        }
+    };
+    // Some slack for the time this test itself takes.
+    let about = |ms: i64, expected: i64| ms <= expected && ms > expected - 5_000;
+    // The lease set lives as long as its newest lease.
+    assert!(about(pttl(name("conc:key:k1:concurrent")).await, 60_000));
+    // 2 of 10 per minute: full again in 12 s, plus a 10 s margin.
+    assert!(about(pttl(name("rate:key:k1:rpm")).await, 22_000));
+    // The month's budget and its reservations: a day past the window's end.
+    let month = 31 * DAY;
+    assert!(about(pttl(name("budget:key:k1:2025-12:1")).await, month));
+    assert!(about(pttl(name("leases:key:k1:2025-12:1")).await, month));
+    // A budget that never ends is kept.
+    assert_eq!(pttl(name("budget:org:o1:total:1")).await, -1);
+    let fields: HashMap<String, String> = ::redis::cmd("HGETALL")
+        .arg(name("budget:org:o1:total:1"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let expected = [("spent", "0"), ("reserved", "10"), ("r:a", "10")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(fields, HashMap::from(expected));
+
+    // Settled with both rate units given back: the lease, the reservations
+    // and the rate key are gone; only the budgets' spend remains.
+    request
+        .settle(c, T0, &[rate("key:k1:rpm", 10, -2)], 3)
+        .await;
+    let mut keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}:*", f.prefix))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            name("budget:key:k1:2025-12:1"),
+            name("budget:org:o1:total:1")
+        ]
+    );
+    let fields: HashMap<String, String> = ::redis::cmd("HGETALL")
+        .arg(name("budget:org:o1:total:1"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let expected = [("spent", "3"), ("reserved", "0")].map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(fields, HashMap::from(expected));
+    f.finish().await;
+}
+
+/// `rediss://` (TLS) URLs are understood: connecting goes as far as the
+/// network (nothing listens on port 1) instead of failing on the URL.
+#[tokio::test]
+async fn redis_tls_urls_are_understood() {
+    let ledger: Arc<Ledger> = Arc::default();
+    let url = SecretString::from("rediss://127.0.0.1:1/0");
+    let error = RedisCounters::connect(&url, ledger, "").await.unwrap_err();
+    assert!(!error.0.contains("InvalidClientConfig"), "{error}");
+    assert!(!error.0.contains("TLS"), "{error}");
 }
 
 /// Round trips per second of admit + settle over one connection, for the
