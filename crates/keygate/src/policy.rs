@@ -7,6 +7,7 @@ pub mod estimate;
 pub mod governor;
 pub mod limits;
 pub mod period;
+pub mod redis_counters;
 
 use http::HeaderMap;
 use ipnet::IpNet;

@@ -10,6 +10,7 @@ mod support;
 mod admin;
 mod alerts;
 mod audit;
+mod counters;
 mod failover;
 mod lifecycle;
 mod policy;
