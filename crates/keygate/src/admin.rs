@@ -6,6 +6,7 @@ mod admin_credentials;
 mod audit;
 mod ids;
 mod keys;
+mod limits;
 mod openapi;
 mod provider_credentials;
 mod tenancy;

@@ -4,6 +4,7 @@ mod admin_client;
 mod admin_credentials;
 mod audit;
 mod keys;
+mod limits;
 mod output;
 mod provider_credentials;
 mod serve;
@@ -56,10 +57,11 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Read the audit log (admin changes and refused admin sign-ins).
     Audit(audit::AuditArgs),
-    /// Create and list organisations.
+    /// Create, list and show organisations; set their budgets, owner
+    /// budgets and prepaid balances.
     #[command(subcommand)]
     Orgs(tenancy::OrgsCommand),
-    /// Create and list projects.
+    /// Create, list and show projects; set their limits.
     #[command(subcommand)]
     Projects(tenancy::ProjectsCommand),
     /// Hand out and revoke admin credentials with a role and a scope.

@@ -8,6 +8,13 @@
 //! | admin  | yes            | everything               | create (in scope)       | no                |
 //! | owner  | yes            | everything               | create (in scope)       | create, revoke    |
 //!
+//! Limits (rates, concurrency, budgets) are policy: a member may set them
+//! on a key it creates (they can only restrict it), but changing a key's
+//! limits afterwards takes an admin or owner in scope, so nobody raises
+//! their own. The limits of a project, an organisation, an owner, and an
+//! organisation's prepaid balance are set from above: by an admin or owner
+//! of the organisation or the instance, never by a project-scoped one.
+//!
 //! Instance-wide settings (provider credentials, the audit log) need an
 //! instance-scoped credential. Anything outside the caller's scope is
 //! answered as if it did not exist (404), so ids cannot be probed across
@@ -154,6 +161,37 @@ impl Actor {
         Ok(())
     }
 
+    /// Refuse changing a key's limits unless the role is admin or owner:
+    /// a member may not raise (or drop) the limits set on its own keys.
+    pub fn require_limits_change(&self) -> Result<(), ShapedError> {
+        if self.role >= Role::Admin {
+            return Ok(());
+        }
+        Err(fail(ApiError::forbidden(
+            "field_not_allowed",
+            format!(
+                "A {} may not change a key's limits (rpm, tpm, max_concurrent, budget); \
+                 that takes an admin or owner.",
+                self.role.as_str()
+            ),
+        )))
+    }
+
+    /// Refuse setting the limits of a project or an organisation (or an
+    /// organisation's owner budgets and balance) unless the credential is
+    /// an admin or owner scoped above projects: a project-scoped admin
+    /// does not set the limits it is held to.
+    pub fn require_tenant_limits(&self, what: &str) -> Result<(), ShapedError> {
+        self.require(Role::Admin, what)?;
+        if self.project_id.is_some() {
+            return Err(insufficient(format!(
+                "A project-scoped admin credential may not {what}; that takes an organisation or \
+                 instance admin."
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuse a field the role may not set (OWASP API3): only admins and
     /// owners choose a key's owner; members own what they create.
     pub fn require_owner_field(&self, owner: Option<&str>) -> Result<(), ShapedError> {
@@ -211,6 +249,29 @@ mod tests {
         assert_eq!(Role::parse("root"), None);
         assert!(actor(Role::Viewer, None, None)
             .require(Role::Member, "create keys")
+            .is_err());
+    }
+
+    #[test]
+    fn limits_are_set_from_above() {
+        assert!(actor(Role::Member, None, None)
+            .require_limits_change()
+            .is_err());
+        assert!(actor(Role::Admin, Some("org_a"), Some("proj_1"))
+            .require_limits_change()
+            .is_ok());
+        let what = "set project limits";
+        assert!(actor(Role::Admin, Some("org_a"), None)
+            .require_tenant_limits(what)
+            .is_ok());
+        assert!(actor(Role::Owner, None, None)
+            .require_tenant_limits(what)
+            .is_ok());
+        assert!(actor(Role::Owner, Some("org_a"), Some("proj_1"))
+            .require_tenant_limits(what)
+            .is_err());
+        assert!(actor(Role::Member, Some("org_a"), None)
+            .require_tenant_limits(what)
             .is_err());
     }
 

@@ -48,7 +48,21 @@ fn describe(method: &Method, path: &str) -> (String, Option<String>) {
         ("PATCH", ["keys", id]) => ("key.update".into(), Some(clean(id))),
         ("POST", ["keys", id, verb]) => (format!("key.{}", clean(verb)), Some(clean(id))),
         ("POST", ["organisations"]) => ("organisation.create".into(), None),
+        ("PATCH", ["organisations", id]) => ("organisation.update".into(), Some(clean(id))),
+        ("POST", ["organisations", id, "balance"]) => {
+            ("organisation.top_up".into(), Some(clean(id)))
+        }
+        (method @ ("PUT" | "DELETE"), ["organisations", id, "owners", owner, "budget"]) => {
+            // The owner is a name, percent-encoded in the path.
+            let owner = percent_encoding::percent_decode_str(owner).decode_utf8_lossy();
+            let verb = if method == "PUT" { "set" } else { "remove" };
+            (
+                format!("owner_budget.{verb}"),
+                Some(clean(&format!("owner:{id}:{owner}"))),
+            )
+        }
         ("POST", ["projects"]) => ("project.create".into(), None),
+        ("PATCH", ["projects", id]) => ("project.update".into(), Some(clean(id))),
         ("POST", ["admin-credentials"]) => ("admin_credential.create".into(), None),
         ("POST", ["admin-credentials", id, verb]) => {
             (format!("admin_credential.{}", clean(verb)), Some(clean(id)))

@@ -48,3 +48,31 @@ path_id!(KeyId, "^key_[A-Za-z0-9]{1,64}$", "key");
 path_id!(CredentialId, "^key_[A-Za-z0-9]{1,64}$", "admin credential");
 path_id!(OrganisationId, "^org_[A-Za-z0-9]{1,64}$", "organisation");
 path_id!(ProjectId, "^proj_[A-Za-z0-9]{1,64}$", "project");
+
+/// An owner within an organisation: the path of an owner's budget.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct OwnerBudgetPath {
+    /// The organisation's id.
+    #[param(pattern = "^org_[A-Za-z0-9]{1,64}$")]
+    pub(super) id: String,
+    /// The owner, exactly as keys name it (percent-encoded in the path):
+    /// 1-256 characters, no control characters.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
+    pub(super) owner: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OwnerBudgetPath {
+    type Rejection = ShapedError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<OwnerBudgetPath>::from_request_parts(parts, state)
+            .await
+            .map(|Path(path)| path)
+            .map_err(|_| {
+                fail(ApiError::not_found(
+                    "No organisation or owner by that name (it is not valid UTF-8).",
+                ))
+            })
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::access::{Actor, Role};
 use super::ids::KeyId;
+use super::limits::{alert_thresholds, present, LimitsInput, LimitsView};
 use super::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
 };
@@ -57,6 +58,10 @@ pub(super) struct KeyView {
     auto_rotate_webhook: Option<String>,
     /// Last characters of the secret, for recognition.
     hint: String,
+    /// The key's own limits (its owner's, project's and organisation's
+    /// apply too).
+    #[serde(flatten)]
+    limits: LimitsView,
     /// Model allowlist globs (empty: every model).
     models: Vec<String>,
     /// Route families allowed (empty: all).
@@ -119,6 +124,7 @@ fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) 
         owner: record.owner.clone(),
         auto_rotate_webhook: record.auto_rotate_webhook.clone(),
         hint: record.hint.clone(),
+        limits: LimitsView::of(&record.limits),
         models: record.models.clone(),
         scopes: record.scopes.clone(),
         allow_ips: record.allow_ips.clone(),
@@ -292,6 +298,30 @@ pub(super) struct CreateKey {
         pattern = "^https://[a-z0-9]+([.][a-z0-9]+)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
     )]
     auto_rotate_webhook: Option<String>,
+    /// Requests per minute (1-10,000,000); default none.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000000)]
+    rpm: Option<u32>,
+    /// Tokens per minute (1-100,000,000,000); default none.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000000000_u64)]
+    tpm: Option<u64>,
+    /// Requests in flight at once (1-1,000,000); default none.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    max_concurrent: Option<u32>,
+    /// Budget per period in US dollars (0 to 1e9); default none.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    budget_usd: Option<f64>,
+    /// The budget's period (default `month`); only with `budget_usd`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::policy::limits::Period>)]
+    budget_period: Option<String>,
+    /// Alert thresholds; only with `budget_usd`.
+    #[serde(default)]
+    #[schema(schema_with = alert_thresholds)]
+    budget_alerts: Option<Vec<u32>>,
 }
 
 const MAX_DESCRIPTION: usize = 1024;
@@ -470,6 +500,17 @@ pub(super) async fn create_key(
         .transpose()?;
     let now = crate::time::now_ms();
     let expires_at = parse_expiry(input.expires.as_deref(), now)?;
+    // Members may set limits here: on a key of their own they can only
+    // restrict it. Changing them later takes an admin.
+    let limits = LimitsInput {
+        rpm: input.rpm.map(Some),
+        tpm: input.tpm.map(Some),
+        max_concurrent: input.max_concurrent.map(Some),
+        budget_usd: input.budget_usd.map(Some),
+        budget_period: input.budget_period,
+        budget_alerts: input.budget_alerts.map(Some),
+    }
+    .apply(&crate::policy::limits::Limits::default(), true)?;
 
     let secret = key::generate(&env);
     let record = KeyRecord {
@@ -483,6 +524,7 @@ pub(super) async fn create_key(
         project_id: Some(project.id),
         owner: Some(owner),
         auto_rotate_webhook,
+        limits,
         ..KeyRecord::fresh(
             KeyKind::Data,
             name.to_string(),
@@ -906,17 +948,38 @@ pub(super) struct UpdateKey {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     auto_rotate_webhook: Option<Option<String>>,
-}
-
-/// Distinguish `"expires": null` (remove) from an absent field (keep).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+    /// Requests per minute; `null` removes the limit (admins and owners).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000000)]
+    rpm: Option<Option<u32>>,
+    /// Tokens per minute; `null` removes the limit (admins and owners).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 100000000000_u64)]
+    tpm: Option<Option<u64>>,
+    /// Requests in flight at once; `null` removes the limit (admins and
+    /// owners).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    max_concurrent: Option<Option<u32>>,
+    /// Budget per period in US dollars (0 to 1e9); `null` removes it
+    /// (admins and owners).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000000)]
+    budget_usd: Option<Option<f64>>,
+    /// The budget's period (a new budget's default: `month`).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::policy::limits::Period>)]
+    budget_period: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = alert_thresholds)]
+    budget_alerts: Option<Option<Vec<u32>>>,
 }
 
 /// Update a key
 ///
 /// Only the fields named change; unknown fields are refused (no mass
-/// assignment); `owner` and `project` need an admin or owner.
+/// assignment); `owner`, `project` and any change of limits need an admin
+/// or owner. `null` removes a limit.
 #[utoipa::path(
     patch,
     path = "/keys/{id}",
@@ -1004,6 +1067,19 @@ pub(super) async fn update_key(
     }
     if let Some(expires) = input.expires {
         record.expires_at = parse_expiry(expires.as_deref(), now)?;
+    }
+    let limits = LimitsInput {
+        rpm: input.rpm,
+        tpm: input.tpm,
+        max_concurrent: input.max_concurrent,
+        budget_usd: input.budget_usd,
+        budget_period: input.budget_period,
+        budget_alerts: input.budget_alerts,
+    }
+    .apply(&record.limits, false)?;
+    if limits != record.limits {
+        actor.require_limits_change()?;
+        record.limits = limits;
     }
     validate_policy(
         &record.scopes,

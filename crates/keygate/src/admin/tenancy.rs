@@ -5,12 +5,14 @@
 use super::access::{Actor, Role};
 use super::ids::{OrganisationId, ProjectId};
 use super::keys::validate_name;
+use super::limits::{self, LimitsView};
 use super::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
 };
 use super::{fail, parse_object, store_failed, AdminResult};
 use crate::auth::key;
 use crate::error::{ApiError, ShapedError};
+use crate::policy::limits::{nanos_to_usd, Period};
 use crate::server::AppState;
 use crate::store::{Organisation, Project, DEFAULT_ORG};
 use axum::extract::{Query, Request, State};
@@ -21,16 +23,24 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// Routes under `/admin/v1/organisations` and `/admin/v1/projects`.
+/// Routes under `/admin/v1/organisations` and `/admin/v1/projects`, with
+/// the limits set on them.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/organisations",
             post(create_organisation).get(list_organisations),
         )
-        .route("/organisations/{id}", get(show_organisation))
+        .route(
+            "/organisations/{id}",
+            get(show_organisation).patch(limits::update_organisation),
+        )
         .route("/projects", post(create_project).get(list_projects))
-        .route("/projects/{id}", get(show_project))
+        .route(
+            "/projects/{id}",
+            get(show_project).patch(limits::update_project),
+        )
+        .merge(limits::routes())
 }
 
 /// Body of `POST /admin/v1/organisations`.
@@ -42,19 +52,138 @@ pub(super) struct CreateOrganisation {
     name: String,
 }
 
+/// An organisation, with its budget and prepaid balance.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Organisation)]
+pub(super) struct OrganisationView {
+    /// Public id (`org_…`).
+    id: String,
+    /// Unique name.
+    name: String,
+    /// Unix ms.
+    created_at: i64,
+    /// Most that every key of the organisation may spend per
+    /// `budget_period` together, in US dollars (`null`: no budget).
+    budget_usd: Option<f64>,
+    budget_period: Option<Period>,
+    /// Percentages of the budget at which alerts are raised (`null`: the
+    /// gateway's default, 50, 80 and 100).
+    budget_alerts: Option<Vec<u8>>,
+    /// Everything ever topped up, in US dollars; the organisation's spend
+    /// is charged against it (`null`: not prepaid).
+    prepaid_usd: Option<f64>,
+    /// Unix ms of the last change to the budget or the balance.
+    updated_at: i64,
+}
+
+/// The admin API's view of an organisation.
+pub(super) fn organisation_view(org: &Organisation) -> OrganisationView {
+    let budget = org.limits.budget.as_ref();
+    OrganisationView {
+        id: org.id.clone(),
+        name: org.name.clone(),
+        created_at: org.created_at,
+        budget_usd: budget.map(|b| nanos_to_usd(b.limit)),
+        budget_period: budget.map(|b| b.period),
+        budget_alerts: budget.and_then(|b| b.alert_thresholds.clone()),
+        prepaid_usd: org.prepaid_nanos.map(nanos_to_usd),
+        updated_at: org.updated_at,
+    }
+}
+
+/// A project, with the limits its keys share.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Project)]
+pub(super) struct ProjectView {
+    /// Public id (`proj_…`).
+    id: String,
+    /// The organisation it belongs to.
+    org_id: String,
+    /// Name, unique within the organisation.
+    name: String,
+    /// Unix ms.
+    created_at: i64,
+    /// Limits shared by every key of the project.
+    #[serde(flatten)]
+    limits: LimitsView,
+    /// Unix ms of the last change to the limits.
+    updated_at: i64,
+}
+
+/// The admin API's view of a project.
+pub(super) fn project_view(project: &Project) -> ProjectView {
+    ProjectView {
+        id: project.id.clone(),
+        org_id: project.org_id.clone(),
+        name: project.name.clone(),
+        created_at: project.created_at,
+        limits: LimitsView::of(&project.limits),
+        updated_at: project.updated_at,
+    }
+}
+
 /// Organisations the caller can see.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct OrganisationList {
-    data: Vec<Organisation>,
+    data: Vec<OrganisationView>,
 }
 
 /// Projects the caller can see.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ProjectList {
-    data: Vec<Project>,
+    data: Vec<ProjectView>,
 }
 
-async fn read_body<T: serde::de::DeserializeOwned>(
+/// An organisation the caller can see; any other is "not found", so ids
+/// cannot be probed across tenants.
+pub(super) async fn find_organisation(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<Organisation, ShapedError> {
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No organisation with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_id("org", id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_organisation(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|o| actor.org_id.as_ref().is_none_or(|own| *own == o.id))
+        .ok_or_else(not_found)
+}
+
+/// A project the caller can see; any other is "not found".
+pub(super) async fn find_project(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<Project, ShapedError> {
+    let not_found = || {
+        fail(ApiError::not_found(format!(
+            "No project with id '{}'.",
+            crate::error::printable(id)
+        )))
+    };
+    if !key::valid_id("proj", id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_project(id)
+        .await
+        .map_err(store_failed)?
+        .filter(|p| actor.sees_project(p))
+        .ok_or_else(not_found)
+}
+
+pub(super) async fn read_body<T: serde::de::DeserializeOwned>(
     request: Request,
     what: &str,
 ) -> Result<T, ShapedError> {
@@ -78,7 +207,7 @@ fn conflict(message: String) -> ShapedError {
     tag = "tenancy",
     request_body = CreateOrganisation,
     responses(
-        (status = 201, description = "Created.", body = Organisation),
+        (status = 201, description = "Created.", body = OrganisationView),
         (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
@@ -96,10 +225,14 @@ pub(super) async fn create_organisation(
     let input: CreateOrganisation = read_body(request, "organisation").await?;
     let name = input.name;
     validate_name(&name)?;
+    let now = crate::time::now_ms();
     let org = Organisation {
         id: key::new_id("org"),
         name,
-        created_at: crate::time::now_ms(),
+        created_at: now,
+        limits: crate::policy::limits::Limits::default(),
+        prepaid_nanos: None,
+        updated_at: now,
     };
     if !state
         .store
@@ -113,7 +246,7 @@ pub(super) async fn create_organisation(
         )));
     }
     tracing::info!(org_id = %org.id, "organisation created");
-    Ok((StatusCode::CREATED, Json(org)).into_response())
+    Ok((StatusCode::CREATED, Json(organisation_view(&org))).into_response())
 }
 
 /// List organisations
@@ -137,7 +270,8 @@ pub(super) async fn list_organisations(
         .list_organisations(actor.org_id.as_deref())
         .await
         .map_err(store_failed)?;
-    Ok(Json(OrganisationList { data: orgs }).into_response())
+    let data = orgs.iter().map(organisation_view).collect();
+    Ok(Json(OrganisationList { data }).into_response())
 }
 
 /// Show an organisation
@@ -147,7 +281,7 @@ pub(super) async fn list_organisations(
     tag = "tenancy",
     params(OrganisationId),
     responses(
-        (status = 200, description = "The organisation.", body = Organisation),
+        (status = 200, description = "The organisation, with its budget and prepaid balance.", body = OrganisationView),
         (status = 404, response = NotFound),
         (status = 503, response = Unavailable),
     )
@@ -157,23 +291,8 @@ pub(super) async fn show_organisation(
     Extension(actor): Extension<Actor>,
     OrganisationId { id }: OrganisationId,
 ) -> AdminResult {
-    let not_found = || {
-        fail(ApiError::not_found(format!(
-            "No organisation with id '{}'.",
-            crate::error::printable(&id)
-        )))
-    };
-    if !key::valid_id("org", &id) {
-        return Err(not_found());
-    }
-    let org = state
-        .store
-        .get_organisation(&id)
-        .await
-        .map_err(store_failed)?
-        .filter(|o| actor.org_id.as_ref().is_none_or(|own| *own == o.id))
-        .ok_or_else(not_found)?;
-    Ok(Json(org).into_response())
+    let org = find_organisation(&state, &actor, &id).await?;
+    Ok(Json(organisation_view(&org)).into_response())
 }
 
 /// Body of `POST /admin/v1/projects`.
@@ -200,7 +319,7 @@ pub(super) struct CreateProject {
     tag = "tenancy",
     request_body = CreateProject,
     responses(
-        (status = 201, description = "Created.", body = Project),
+        (status = 201, description = "Created.", body = ProjectView),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -246,11 +365,14 @@ pub(super) async fn create_project(
     {
         return Err(org_not_found());
     }
+    let now = crate::time::now_ms();
     let project = Project {
         id: key::new_id("proj"),
         org_id: org_id.clone(),
         name,
-        created_at: crate::time::now_ms(),
+        created_at: now,
+        limits: crate::policy::limits::Limits::default(),
+        updated_at: now,
     };
     if !state
         .store
@@ -264,7 +386,7 @@ pub(super) async fn create_project(
         )));
     }
     tracing::info!(project_id = %project.id, org_id = %project.org_id, "project created");
-    Ok((StatusCode::CREATED, Json(project)).into_response())
+    Ok((StatusCode::CREATED, Json(project_view(&project))).into_response())
 }
 
 /// Filters of `GET /admin/v1/projects`.
@@ -307,13 +429,14 @@ pub(super) async fn list_projects(
         return Ok(Json(ProjectList { data: Vec::new() }).into_response());
     }
     let org = query.org_id.or_else(|| actor.org_id.clone());
-    let projects: Vec<Project> = state
+    let projects: Vec<ProjectView> = state
         .store
         .list_projects(org.as_deref())
         .await
         .map_err(store_failed)?
-        .into_iter()
+        .iter()
         .filter(|p| actor.sees_project(p))
+        .map(project_view)
         .collect();
     Ok(Json(ProjectList { data: projects }).into_response())
 }
@@ -325,7 +448,7 @@ pub(super) async fn list_projects(
     tag = "tenancy",
     params(ProjectId),
     responses(
-        (status = 200, description = "The project.", body = Project),
+        (status = 200, description = "The project, with its limits.", body = ProjectView),
         (status = 404, response = NotFound),
         (status = 503, response = Unavailable),
     )
@@ -335,21 +458,6 @@ pub(super) async fn show_project(
     Extension(actor): Extension<Actor>,
     ProjectId { id }: ProjectId,
 ) -> AdminResult {
-    let not_found = || {
-        fail(ApiError::not_found(format!(
-            "No project with id '{}'.",
-            crate::error::printable(&id)
-        )))
-    };
-    if !key::valid_id("proj", &id) {
-        return Err(not_found());
-    }
-    let project = state
-        .store
-        .get_project(&id)
-        .await
-        .map_err(store_failed)?
-        .filter(|p| actor.sees_project(p))
-        .ok_or_else(not_found)?;
-    Ok(Json(project).into_response())
+    let project = find_project(&state, &actor, &id).await?;
+    Ok(Json(project_view(&project)).into_response())
 }

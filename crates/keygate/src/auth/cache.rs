@@ -5,6 +5,7 @@
 use super::key::{self, KeyKind};
 use super::pepper::{KeyDigest, KeyHasher};
 use crate::error::ApiError;
+use crate::policy::limits::Limits;
 use crate::store::KeyRecord;
 use dashmap::DashMap;
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -94,6 +95,18 @@ pub struct KeyEntry {
     pub scopes: crate::policy::Scopes,
     /// Source networks allowed.
     pub allow_ips: crate::policy::IpAllowlist,
+    /// The key's own limits; `None` when it has none (most keys), so a key
+    /// without limits costs one pointer's width here.
+    pub limits: Option<Box<Limits>>,
+    /// The `updated_at` of the record the entry came from: a budget counter
+    /// named with it starts afresh when the key's limits change.
+    pub limits_version: i64,
+    /// The key's project (shared with every key of the project).
+    pub project_id: Option<Arc<str>>,
+    /// The key's organisation (shared likewise).
+    pub org_id: Option<Arc<str>>,
+    /// Who answers for the key (shared by every key of the owner).
+    pub owner: Option<Arc<str>>,
     digest: KeyDigest,
 }
 
@@ -110,11 +123,17 @@ pub struct KeyCache {
     /// kilobytes even when empty, and most keys share a handful of
     /// allowlists: a million keys must not hold a million copies.
     allowlists: DashMap<Vec<String>, Arc<ModelAllowlist>>,
+    /// Project ids, organisation ids and owners, one copy each: a million
+    /// keys name a few thousand of them.
+    names: DashMap<Arc<str>, ()>,
 }
 
 /// Distinct allowlists kept for sharing; beyond this each key compiles its
 /// own (still correct, only larger).
 const MAX_SHARED_ALLOWLISTS: usize = 10_000;
+/// Distinct project ids, organisation ids and owners kept for sharing;
+/// beyond this each key holds its own copy.
+const MAX_SHARED_NAMES: usize = 1_000_000;
 
 impl KeyCache {
     /// An empty cache hashing with `hasher`.
@@ -124,7 +143,20 @@ impl KeyCache {
             by_digest: DashMap::with_hasher(DigestHash::default()),
             digest_by_id: DashMap::new(),
             allowlists: DashMap::new(),
+            names: DashMap::new(),
         }
+    }
+
+    /// The shared copy of `name`.
+    fn intern(&self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared.key());
+        }
+        let name: Arc<str> = Arc::from(name);
+        if self.names.len() >= MAX_SHARED_NAMES {
+            return name;
+        }
+        Arc::clone(self.names.entry(name).or_insert(()).key())
     }
 
     /// The compiled allowlist for `patterns`, shared when seen before.
@@ -186,6 +218,11 @@ impl KeyCache {
             suspended: record.suspended_at.is_some(),
             scopes,
             allow_ips,
+            limits: (!record.limits.is_empty()).then(|| Box::new(record.limits.clone())),
+            limits_version: record.updated_at,
+            project_id: record.project_id.as_deref().map(|n| self.intern(n)),
+            org_id: record.org_id.as_deref().map(|n| self.intern(n)),
+            owner: record.owner.as_deref().map(|n| self.intern(n)),
             digest,
         };
         // The replaced secret of a rotation: the same key, ending at the
@@ -333,7 +370,51 @@ mod tests {
             owner: None,
             role: None,
             auto_rotate_webhook: None,
+            limits: Limits::default(),
         }
+    }
+
+    #[test]
+    fn entries_carry_limits_and_share_their_tenancy_names() {
+        let c = cache();
+        let (a, b) = (key::generate("live"), key::generate("live"));
+        let mut limited = record(&c, a.expose_secret(), "key_a");
+        limited.updated_at = 7;
+        limited.limits = Limits {
+            rpm: Some(60),
+            ..Limits::default()
+        };
+        limited.project_id = Some("proj_x".into());
+        limited.org_id = Some("org_x".into());
+        limited.owner = Some("ann".into());
+        c.upsert(&limited);
+        let mut plain = record(&c, b.expose_secret(), "key_b");
+        plain.project_id = Some("proj_x".into());
+        plain.org_id = Some("org_x".into());
+        plain.owner = Some("ann".into());
+        c.upsert(&plain);
+        let (a, b) = (
+            c.verify(a.expose_secret(), 10).unwrap(),
+            c.verify(b.expose_secret(), 10).unwrap(),
+        );
+        assert_eq!(a.limits.as_ref().and_then(|l| l.rpm), Some(60));
+        assert_eq!(a.limits_version, 7);
+        assert!(b.limits.is_none(), "no limits, no allocation");
+        assert_eq!(a.project_id.as_deref(), Some("proj_x"));
+        for (x, y) in [
+            (&a.project_id, &b.project_id),
+            (&a.org_id, &b.org_id),
+            (&a.owner, &b.owner),
+        ] {
+            assert!(Arc::ptr_eq(x.as_ref().unwrap(), y.as_ref().unwrap()));
+        }
+        // A million entries must stay small: limits and tenancy add a few
+        // words to each, never a copy of the strings.
+        assert!(
+            std::mem::size_of::<KeyEntry>() <= 256,
+            "{}",
+            std::mem::size_of::<KeyEntry>()
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `keygate keys create|list|show|update|rotate|suspend|resume|revoke`
 
 use super::admin_client::AdminClient;
+use super::limits::{with_limit_cells, ClearFlags, LimitFlags};
 use super::output::{print, print_with_secret};
 use super::{Format, Target};
 use reqwest::Method;
@@ -17,6 +18,10 @@ const COLUMNS: &[&str] = &[
     "models",
     "scopes",
     "allow_ips",
+    "rpm",
+    "tpm",
+    "max_concurrent",
+    "budget",
     "created_at",
     "expires_at",
 ];
@@ -31,6 +36,7 @@ const LIST_COLUMNS: &[&str] = &[
     "project_id",
     "env",
     "age",
+    "budget",
     "last_used_at",
     "last_source_ip",
 ];
@@ -100,11 +106,14 @@ pub enum KeysCommand {
         expires: Option<String>,
         #[command(flatten)]
         policy: PolicyFlags,
+        #[command(flatten)]
+        limits: LimitFlags,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Change a key's name, models, scopes, networks, expiry or description.
+    /// Change a key's name, models, scopes, networks, expiry, description
+    /// or limits (changing limits takes an admin or owner credential).
     Update {
         /// Key id.
         id: String,
@@ -119,6 +128,10 @@ pub enum KeysCommand {
         expires: Option<String>,
         #[command(flatten)]
         policy: PolicyFlags,
+        #[command(flatten)]
+        limits: LimitFlags,
+        #[command(flatten)]
+        clear: ClearFlags,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -142,6 +155,7 @@ pub enum KeysCommand {
         format: Format,
     },
     /// Show one key.
+    #[command(visible_alias = "get")]
     Show {
         /// Key id.
         id: String,
@@ -206,15 +220,17 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             models,
             expires,
             policy,
+            limits,
             format,
         } => {
             let mut body = json!({ "name": name, "models": models });
             policy.apply(&mut body);
+            limits.apply(&mut body)?;
             if let Some(expires) = expires {
                 body["expires"] = Value::String(expires);
             }
             let created = client.call(Method::POST, "/keys", &[], Some(body)).await?;
-            print_with_secret(format, &created, COLUMNS, None);
+            print_with_secret(format, &table_row(format, created), COLUMNS, None);
         }
         KeysCommand::Update {
             id,
@@ -222,6 +238,8 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             models,
             expires,
             policy,
+            limits,
+            clear,
             format,
         } => {
             let mut body = json!({});
@@ -237,6 +255,8 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                 None => {}
             }
             policy.apply(&mut body);
+            limits.apply(&mut body)?;
+            clear.apply(&mut body)?;
             let key = client
                 .call(
                     Method::PATCH,
@@ -245,7 +265,7 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                     Some(body),
                 )
                 .await?;
-            print(format, &key, std::slice::from_ref(&key), COLUMNS);
+            print(format, &key, &[with_limit_cells(key.clone())], COLUMNS);
         }
         KeysCommand::List {
             owner,
@@ -268,7 +288,11 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let list = client.call(Method::GET, "/keys", &query, None).await?;
             let rows = list["data"].as_array().cloned().unwrap_or_default();
-            let table: Vec<Value> = rows.iter().cloned().map(with_age).collect();
+            let table: Vec<Value> = rows
+                .iter()
+                .cloned()
+                .map(|row| with_limit_cells(with_age(row)))
+                .collect();
             print(format, &Value::Array(rows), &table, LIST_COLUMNS);
         }
         KeysCommand::Show { id, format } => {
@@ -280,7 +304,7 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
                     None,
                 )
                 .await?;
-            print(format, &key, std::slice::from_ref(&key), COLUMNS);
+            print(format, &key, &[with_limit_cells(key.clone())], COLUMNS);
         }
         KeysCommand::Rotate { id, grace, format } => {
             let body = json!({ "grace": grace });
@@ -371,6 +395,15 @@ async fn key_action(
         .await?;
     print(format, &key, std::slice::from_ref(&key), COLUMNS);
     Ok(())
+}
+
+/// The answer as a table shows it (with its budget cell), or as it came for
+/// JSON.
+fn table_row(format: Format, answer: Value) -> Value {
+    match format {
+        Format::Table => with_limit_cells(answer),
+        Format::Json => answer,
+    }
 }
 
 /// A list row with its secret's age as `12d`, marked when due for rotation.

@@ -2,14 +2,16 @@
 //! scoped admin credential belongs to.
 
 use super::StoreError;
+use crate::policy::limits::{Limits, Nanos};
 
 /// The organisation every installation starts with (migration `0009`).
 pub const DEFAULT_ORG: &str = "org_default";
 /// The default organisation's project, where keys go unless told otherwise.
 pub const DEFAULT_PROJECT: &str = "proj_default";
 
-/// An organisation.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+/// An organisation. The admin API shows it in dollars (`admin::tenancy`),
+/// never these nanos directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Organisation {
     /// Public id (`org_…`).
     pub id: String,
@@ -17,10 +19,16 @@ pub struct Organisation {
     pub name: String,
     /// Unix ms.
     pub created_at: i64,
+    /// Its limits: only a budget (rates are set on projects and keys).
+    pub limits: Limits,
+    /// Everything ever topped up, in nanos (`None`: not prepaid).
+    pub prepaid_nanos: Option<Nanos>,
+    /// Unix ms of the last change to its limits or balance.
+    pub updated_at: i64,
 }
 
 /// A project inside an organisation.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Project {
     /// Public id (`proj_…`).
     pub id: String,
@@ -30,6 +38,10 @@ pub struct Project {
     pub name: String,
     /// Unix ms.
     pub created_at: i64,
+    /// Limits shared by every key of the project.
+    pub limits: Limits,
+    /// Unix ms of the last change to its limits.
+    pub updated_at: i64,
 }
 
 /// Persistence of organisations and projects; every
@@ -63,6 +75,9 @@ macro_rules! impl_organisation_store {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
                     created_at: row.try_get("created_at")?,
+                    limits: $crate::store::limits::read_limits(row, "organisations", false)?,
+                    prepaid_nanos: row.try_get("prepaid_nanos")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
@@ -75,6 +90,8 @@ macro_rules! impl_organisation_store {
                     org_id: row.try_get("org_id")?,
                     name: row.try_get("name")?,
                     created_at: row.try_get("created_at")?,
+                    limits: $crate::store::limits::read_limits(row, "projects", true)?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
         }
@@ -85,13 +102,20 @@ macro_rules! impl_organisation_store {
                 &self,
                 org: &$crate::store::Organisation,
             ) -> Result<bool, $crate::store::StoreError> {
+                let budget = $crate::policy::limits::LimitColumns::from_limits(&org.limits);
                 let done = sqlx::query(
-                    "INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO organisations (id, name, created_at, budget_nanos, budget_period, \
+                     budget_alerts, prepaid_nanos, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 )
                 .bind(&org.id)
                 .bind(&org.name)
                 .bind(org.created_at)
+                .bind(budget.budget_nanos)
+                .bind(budget.budget_period)
+                .bind(budget.budget_alerts)
+                .bind(org.prepaid_nanos)
+                .bind(org.updated_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -125,14 +149,23 @@ macro_rules! impl_organisation_store {
                 &self,
                 project: &$crate::store::Project,
             ) -> Result<bool, $crate::store::StoreError> {
+                let limits = $crate::policy::limits::LimitColumns::from_limits(&project.limits);
                 let done = sqlx::query(
-                    "INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO projects (id, org_id, name, created_at, rpm, tpm, max_concurrent, \
+                     budget_nanos, budget_period, budget_alerts, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
                 )
                 .bind(&project.id)
                 .bind(&project.org_id)
                 .bind(&project.name)
                 .bind(project.created_at)
+                .bind(limits.rpm)
+                .bind(limits.tpm)
+                .bind(limits.max_concurrent)
+                .bind(limits.budget_nanos)
+                .bind(limits.budget_period)
+                .bind(limits.budget_alerts)
+                .bind(project.updated_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)

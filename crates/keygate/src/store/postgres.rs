@@ -1,6 +1,7 @@
 //! The shared store for many nodes: PostgreSQL.
 
 use super::alert_outbox::impl_alert_store;
+use super::limits::impl_limit_store;
 use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
@@ -32,3 +33,4 @@ impl_store!(PostgresStore, Postgres, "postgres");
 impl_alert_store!(PostgresStore, Postgres, " FOR UPDATE SKIP LOCKED");
 impl_credential_store!(PostgresStore, Postgres);
 impl_organisation_store!(PostgresStore, Postgres);
+impl_limit_store!(PostgresStore, Postgres);

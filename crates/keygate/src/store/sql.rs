@@ -52,6 +52,7 @@ macro_rules! impl_store {
                     owner: row.try_get("owner")?,
                     role: row.try_get("role")?,
                     auto_rotate_webhook: row.try_get("auto_rotate_webhook")?,
+                    limits: $crate::store::limits::read_limits(row, "keys", true)?,
                     metadata: {
                         let text: String = row.try_get("metadata")?;
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
@@ -194,13 +195,15 @@ macro_rules! impl_store {
                     table: "keys",
                     message: e.to_string(),
                 })?;
+                let limits = $crate::policy::limits::LimitColumns::from_limits(&key.limits);
                 sqlx::query(
                     "INSERT INTO keys (id, kind, name, env, secret_hash, hint, models, created_at, \
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
                      previous_expires_at, suspended_at, scopes, allow_ips, description, metadata, \
-                     rotated_at, org_id, project_id, owner, role, auto_rotate_webhook) \
+                     rotated_at, org_id, project_id, owner, role, auto_rotate_webhook, rpm, tpm, \
+                     max_concurrent, budget_nanos, budget_period, budget_alerts) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+                     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -227,6 +230,12 @@ macro_rules! impl_store {
                 .bind(&key.owner)
                 .bind(&key.role)
                 .bind(&key.auto_rotate_webhook)
+                .bind(limits.rpm)
+                .bind(limits.tpm)
+                .bind(limits.max_concurrent)
+                .bind(limits.budget_nanos)
+                .bind(limits.budget_period)
+                .bind(limits.budget_alerts)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -462,10 +471,13 @@ macro_rules! impl_store {
                 &self,
                 key: &$crate::store::KeyRecord,
             ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+                let limits = $crate::policy::limits::LimitColumns::from_limits(&key.limits);
                 let done = sqlx::query(
                     "UPDATE keys SET name = $1, description = $2, models = $3, scopes = $4, \
                      allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8, owner = $10, \
-                     org_id = $11, project_id = $12, auto_rotate_webhook = $13 \
+                     org_id = $11, project_id = $12, auto_rotate_webhook = $13, rpm = $14, \
+                     tpm = $15, max_concurrent = $16, budget_nanos = $17, budget_period = $18, \
+                     budget_alerts = $19 \
                      WHERE id = $9 AND revoked_at IS NULL",
                 )
                 .bind(&key.name)
@@ -481,6 +493,12 @@ macro_rules! impl_store {
                 .bind(&key.org_id)
                 .bind(&key.project_id)
                 .bind(&key.auto_rotate_webhook)
+                .bind(limits.rpm)
+                .bind(limits.tpm)
+                .bind(limits.max_concurrent)
+                .bind(limits.budget_nanos)
+                .bind(limits.budget_period)
+                .bind(limits.budget_alerts)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {

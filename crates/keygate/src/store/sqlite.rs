@@ -6,6 +6,7 @@
 //! fsync per request.
 
 use super::alert_outbox::impl_alert_store;
+use super::limits::impl_limit_store;
 use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
@@ -77,3 +78,4 @@ impl_store!(SqliteStore, Sqlite, "sqlite");
 impl_alert_store!(SqliteStore, Sqlite, "");
 impl_credential_store!(SqliteStore, Sqlite);
 impl_organisation_store!(SqliteStore, Sqlite);
+impl_limit_store!(SqliteStore, Sqlite);

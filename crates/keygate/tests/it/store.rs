@@ -32,6 +32,7 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         owner: None,
         role: None,
         auto_rotate_webhook: None,
+        limits: Default::default(),
     }
 }
 
