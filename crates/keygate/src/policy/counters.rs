@@ -356,7 +356,7 @@ impl Counters for LocalCounters {
         let now_us = i128::from(a.now_ms) * 1000;
         let mut state = self.lock();
         state.admissions += 1;
-        if state.admissions % SWEEP_EVERY == 0 {
+        if state.admissions.is_multiple_of(SWEEP_EVERY) {
             sweep(&mut state, a.now_ms);
         }
         for (index, slot) in a.concurrency.iter().enumerate() {

@@ -14,7 +14,7 @@ pub const NANOS_PER_USD: i64 = 1_000_000_000;
 /// Dollars (as an administrator types them) to nanos; `None` for a
 /// negative, non-finite or absurdly large amount.
 pub fn usd_to_nanos(usd: f64) -> Option<Nanos> {
-    if !usd.is_finite() || usd < 0.0 || usd > 1e9 {
+    if !usd.is_finite() || !(0.0..=1e9).contains(&usd) {
         return None;
     }
     // Round to the nearest nano: 0.1 + 0.2 typed by a person is 0.3.
