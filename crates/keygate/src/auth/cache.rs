@@ -94,6 +94,12 @@ pub struct KeyEntry {
     pub scopes: crate::policy::Scopes,
     /// Source networks allowed.
     pub allow_ips: crate::policy::IpAllowlist,
+    /// Who answers for the key (ledger rows and budgets by owner).
+    pub owner: Option<Arc<str>>,
+    /// The key's project.
+    pub project_id: Option<Arc<str>>,
+    /// The key's organisation.
+    pub org_id: Option<Arc<str>>,
     digest: KeyDigest,
 }
 
@@ -186,6 +192,9 @@ impl KeyCache {
             suspended: record.suspended_at.is_some(),
             scopes,
             allow_ips,
+            owner: record.owner.as_deref().map(Arc::from),
+            project_id: record.project_id.as_deref().map(Arc::from),
+            org_id: record.org_id.as_deref().map(Arc::from),
             digest,
         };
         // The replaced secret of a rotation: the same key, ending at the
