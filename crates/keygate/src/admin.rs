@@ -15,7 +15,7 @@ use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{key, KeyKind};
 use crate::error::{ApiError, ErrorShape, ShapedError};
 use crate::server::AppState;
-use crate::store::UsageFilter;
+use crate::store::{UsageFilter, UsageGroup};
 use access::Actor;
 use axum::extract::{Query, Request, State};
 use axum::http::{Method, Uri};
@@ -173,9 +173,28 @@ async fn optional_body<T: Default + serde::de::DeserializeOwned>(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// What the totals are per (totals only), comma-separated: `key`,
+    /// `owner`, `project`, `model`, `provider`, `day` (a calendar day in
+    /// UTC). Default: `key,model`.
+    #[param(
+        pattern = r"^(key|owner|project|model|provider|day)(,(key|owner|project|model|provider|day))*$"
+    )]
+    by: Option<String>,
     /// Only this key.
     #[param(pattern = "^key_[A-Za-z0-9]{1,64}$")]
     key_id: Option<String>,
+    /// Only requests made with keys of this owner.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
+    owner: Option<String>,
+    /// Only requests made with keys of this project.
+    #[param(pattern = "^proj_[A-Za-z0-9]{1,64}$")]
+    project_id: Option<String>,
+    /// Only this model, as requested.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
+    model: Option<String>,
+    /// Only this provider.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")]
+    provider: Option<String>,
     /// From (inclusive): an RFC 3339 time, or a duration back from now.
     #[param(schema_with = openapi::time_or_duration)]
     since: Option<String>,
@@ -187,7 +206,7 @@ struct UsageQuery {
     limit: Option<i64>,
 }
 
-/// Usage totals by key and model.
+/// Usage totals, one row per group.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct UsageTotals {
     data: Vec<crate::store::UsageTotal>,
@@ -221,8 +240,59 @@ fn query_time(
     .transpose()
 }
 
+/// A free-text filter (owner, model, provider): what the ledger can hold,
+/// 1-256 printable characters; anything else is refused rather than sent
+/// to a database that cannot even compare it (PostgreSQL and NUL).
+fn text_filter(param: &'static str, value: Option<String>) -> Result<Option<String>, ShapedError> {
+    match value {
+        Some(text)
+            if text.is_empty()
+                || text.chars().count() > 256
+                || text.chars().any(char::is_control) =>
+        {
+            Err(fail(ApiError::invalid_param(
+                param,
+                format!("'{param}' must be 1-256 printable characters."),
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `by=`: comma-separated groupings, each once (a repeat is ignored).
+fn usage_groups(text: Option<&str>) -> Result<Vec<UsageGroup>, ShapedError> {
+    let Some(text) = text else {
+        return Ok(vec![UsageGroup::Key, UsageGroup::Model]);
+    };
+    let mut groups = Vec::new();
+    for name in text.split(',') {
+        let group = UsageGroup::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = UsageGroup::ALL.iter().map(|g| g.name()).collect();
+            fail(ApiError::invalid_param(
+                "by",
+                format!(
+                    "'by' takes a comma-separated list of {}; '{}' is not one.",
+                    names.join(", "),
+                    crate::error::printable(name)
+                ),
+            ))
+        })?;
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    Ok(groups)
+}
+
+/// A usage report's request, within the caller's scope.
+struct UsageRequest {
+    filter: UsageFilter,
+    limit: i64,
+    by: Vec<UsageGroup>,
+}
+
 /// The usage a caller asked for, within its scope.
-fn usage_query(actor: &Actor, uri: &Uri) -> Result<(UsageFilter, i64), ShapedError> {
+fn usage_query(actor: &Actor, uri: &Uri) -> Result<UsageRequest, ShapedError> {
     let Query(query) = Query::<UsageQuery>::try_from_uri(uri).map_err(|e| {
         fail(ApiError::invalid_request(crate::error::printable(
             &e.body_text(),
@@ -240,12 +310,32 @@ fn usage_query(actor: &Actor, uri: &Uri) -> Result<(UsageFilter, i64), ShapedErr
             "'key_id' is not a key id (key_…).",
         )));
     }
+    let is_project_id = |id: &str| {
+        id.strip_prefix("proj_").is_some_and(|rest| {
+            (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    };
+    if query
+        .project_id
+        .as_deref()
+        .is_some_and(|id| !is_project_id(id))
+    {
+        return Err(fail(ApiError::invalid_param(
+            "project_id",
+            "'project_id' is not a project id (proj_…).",
+        )));
+    }
+    let by = usage_groups(query.by.as_deref())?;
     let filter = UsageFilter {
         key_id: query.key_id,
         since: when("since", query.since)?,
         until: when("until", query.until)?,
-        org_id: actor.org_id.clone(),
-        project_id: actor.project_id.clone(),
+        scope_org_id: actor.org_id.clone(),
+        scope_project_id: actor.project_id.clone(),
+        owner: text_filter("owner", query.owner)?,
+        project_id: query.project_id,
+        model: text_filter("model", query.model)?,
+        provider: text_filter("provider", query.provider)?,
     };
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
@@ -254,12 +344,15 @@ fn usage_query(actor: &Actor, uri: &Uri) -> Result<(UsageFilter, i64), ShapedErr
             "'limit' must be between 1 and 10000.",
         )));
     }
-    Ok((filter, limit))
+    Ok(UsageRequest { filter, limit, by })
 }
 
 /// Usage totals
 ///
-/// Requests, errors and tokens by key and model, within the caller's scope.
+/// Requests, errors, tokens and cost per group (by default per key and
+/// model), within the caller's scope. Every row carries every group column,
+/// `null` where it is not part of the grouping. Days are calendar days in
+/// UTC.
 #[utoipa::path(
     get,
     path = "/usage",
@@ -276,11 +369,11 @@ async fn usage_totals(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    let (filter, _) = usage_query(&actor, &uri)?;
+    let request = usage_query(&actor, &uri)?;
     state.ledger.flush().await;
     let rows = state
         .store
-        .usage_totals(&filter)
+        .usage_totals(&request.filter, &request.by)
         .await
         .map_err(store_failed)?;
     Ok(Json(UsageTotals { data: rows }).into_response())
@@ -305,11 +398,11 @@ async fn usage_events(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    let (filter, limit) = usage_query(&actor, &uri)?;
+    let request = usage_query(&actor, &uri)?;
     state.ledger.flush().await;
     let rows = state
         .store
-        .usage_events(&filter, limit)
+        .usage_events(&request.filter, request.limit)
         .await
         .map_err(store_failed)?;
     Ok(Json(UsageEvents { data: rows }).into_response())

@@ -122,6 +122,14 @@ pub struct RawConfig {
     /// `[limits]`: budget reckoning and reservations.
     #[serde(default)]
     pub limits: limits::RawLimits,
+    /// Model prices over the shipped table, US dollars per million tokens:
+    /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
+    /// A glob (`"claude-*"`) prices the models it matches that have no
+    /// entry of their own, `"*"` every model nothing else prices.
+    /// `KEYGATE_PRICES`: the same as a JSON object, whose entries win over
+    /// the file's.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::ledger::pricing::RawPrice>,
 }
 
 /// Validated configuration.
@@ -177,6 +185,9 @@ pub struct Config {
     pub limits: crate::policy::governor::GovernorConfig,
     /// Where limit counters live (in process, or Redis).
     pub counters: limits::CountersConfig,
+    /// Validated price entries (nanodollars per million tokens) laid over
+    /// the shipped table, by model name or glob.
+    pub prices: BTreeMap<String, crate::ledger::pricing::Price>,
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -396,6 +407,7 @@ impl Config {
         let alerts = alerts::validate(raw.alerts, env)?;
         let (limits, counters) =
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
+        let prices = prices(raw.prices, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -471,6 +483,7 @@ impl Config {
             alerts,
             limits,
             counters,
+            prices,
         })
     }
 
@@ -509,6 +522,44 @@ fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
         path: path.display().to_string(),
         message: e.message().to_string(),
     })
+}
+
+/// The `[prices]` entries with `KEYGATE_PRICES` over them, validated: each
+/// amount a finite, non-negative number of dollars, each pattern a glob.
+fn prices(
+    file: BTreeMap<String, crate::ledger::pricing::RawPrice>,
+    env: &dyn Env,
+) -> Result<BTreeMap<String, crate::ledger::pricing::Price>, ConfigError> {
+    const VAR: &str = "KEYGATE_PRICES";
+    let mut entries = file;
+    if let Some(text) = env.var(VAR) {
+        let from_env: BTreeMap<String, crate::ledger::pricing::RawPrice> =
+            serde_json::from_str(&text).map_err(|e| {
+                invalid(
+                    VAR,
+                    format!("must be a JSON object like {{\"gpt-4o\": {{\"input\": 2.5, \"output\": 10}}}}: {e}"),
+                )
+            })?;
+        entries.extend(from_env);
+    }
+    entries
+        .into_iter()
+        .map(|(name, raw)| {
+            let setting = format!("prices.\"{name}\"");
+            if name.trim().is_empty() {
+                return Err(invalid(setting, "the model name is empty"));
+            }
+            if name != "*" && crate::ledger::pricing::is_pattern(&name) {
+                globset::Glob::new(&name).map_err(|e| {
+                    invalid(&setting, format!("not a valid model pattern: {}", e.kind()))
+                })?;
+            }
+            let price = raw
+                .validate()
+                .map_err(|message| invalid(&setting, message))?;
+            Ok((name, price))
+        })
+        .collect()
 }
 
 fn number(
@@ -622,6 +673,59 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("postgres"));
+    }
+
+    #[test]
+    fn prices_are_validated_and_the_environment_wins() {
+        let raw: RawConfig = toml::from_str(
+            "[prices.\"gpt-4o\"]\ninput = 2.0\ncached_input = 1.0\noutput = 8.0\n\
+             [prices.\"*\"]\ninput = 1\noutput = 1\n\
+             [prices.\"claude-*\"]\ninput = 3\noutput = 15\n",
+        )
+        .unwrap();
+        let c = Config::from_raw(
+            raw,
+            &env(&[(
+                "KEYGATE_PRICES",
+                r#"{"gpt-4o": {"input": 2.5, "output": 10}}"#,
+            )]),
+        )
+        .unwrap();
+        let gpt4o = c.prices["gpt-4o"];
+        assert_eq!(
+            (gpt4o.input, gpt4o.cached_input, gpt4o.output),
+            (2_500_000_000, None, 10_000_000_000),
+            "the environment's entry replaces the file's"
+        );
+        assert_eq!(c.prices["*"].input, 1_000_000_000);
+        let prices = crate::ledger::pricing::Prices::from_config(&c).unwrap();
+        assert_eq!(
+            prices.price("anthropic", "claude-9").map(|p| p.output),
+            Some(15_000_000_000)
+        );
+
+        for (text, named) in [
+            ("[prices.\"m\"]\ninput = -1\noutput = 1\n", "prices.\"m\""),
+            ("[prices.\"m\"]\ninput = nan\noutput = 1\n", "prices.\"m\""),
+            ("[prices.\"m\"]\ninput = 1\noutput = inf\n", "prices.\"m\""),
+            (
+                "[prices.\"gpt-[\"]\ninput = 1\noutput = 1\n",
+                "prices.\"gpt-[\"",
+            ),
+        ] {
+            let raw: RawConfig = toml::from_str(text).unwrap();
+            let e = Config::from_raw(raw, &env(&[])).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+        }
+        // A misspelt field or a missing price is the TOML parser's error.
+        assert!(
+            toml::from_str::<RawConfig>("[prices.m]\ninput = 1\noutput = 1\ncached = 1\n").is_err()
+        );
+        assert!(toml::from_str::<RawConfig>("[prices.m]\ninput = 1\n").is_err());
+        let e = Config::from_raw(RawConfig::default(), &env(&[("KEYGATE_PRICES", "[1]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("KEYGATE_PRICES"), "{e}");
     }
 
     #[test]

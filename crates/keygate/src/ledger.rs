@@ -9,6 +9,7 @@
 //! idempotent by request id) before serving.
 
 mod journal;
+pub mod pricing;
 mod writer;
 
 use crate::store::Store;
@@ -36,6 +37,24 @@ pub struct UsageEvent {
     pub prompt_tokens: i64,
     /// Completion (output) tokens, from the provider's usage.
     pub completion_tokens: i64,
+    /// Of `prompt_tokens`, those the provider read from its prompt cache.
+    /// Rows journaled before keygate recorded money read as 0 (so do the
+    /// four fields below as 0 or absent).
+    #[serde(default)]
+    pub cached_tokens: i64,
+    /// What the request cost, in nanodollars (billionths of a US dollar),
+    /// by the price table in force when it was answered.
+    #[serde(default)]
+    pub cost_nanos: i64,
+    /// The key's owner when the request was made.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The key's project when the request was made.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// The key's organisation when the request was made.
+    #[serde(default)]
+    pub org_id: Option<String>,
     /// Status returned to the client (499: client went away).
     pub status: u16,
     /// Refusal or failure reason.
@@ -48,6 +67,18 @@ pub struct UsageEvent {
     pub source_ip: Option<String>,
     /// Client `User-Agent`, bounded.
     pub user_agent: Option<String>,
+}
+
+impl UsageEvent {
+    /// Attribute the request to `key`: its id and, as they are now, its
+    /// owner, project and organisation (budgets and reports count spend by
+    /// who held the key when it was spent).
+    pub fn set_key(&mut self, key: &crate::auth::KeyEntry) {
+        self.key_id = Some(key.id.clone());
+        self.owner = key.owner.as_deref().map(str::to_string);
+        self.project_id = key.project_id.as_deref().map(str::to_string);
+        self.org_id = key.org_id.as_deref().map(str::to_string);
+    }
 }
 
 /// Client-supplied text made safe for every store: no control characters

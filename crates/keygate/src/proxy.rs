@@ -119,6 +119,11 @@ pub fn arriving(
         provider: None,
         prompt_tokens: 0,
         completion_tokens: 0,
+        cached_tokens: 0,
+        cost_nanos: 0,
+        owner: None,
+        project_id: None,
+        org_id: None,
         status: 0,
         error_code: None,
         latency_ms: 0,
@@ -257,7 +262,7 @@ async fn proxy(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let key = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
-    event.key_id = Some(key.id.clone());
+    event.set_key(&key);
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;
     let head = match &path_model {
@@ -400,6 +405,11 @@ async fn proxy(
             want_stream_usage,
             client_model: &head.model,
             stream: head.stream,
+            price: state
+                .prices
+                .price_for(&provider.name, &route.upstream_model, &head.model)
+                .copied(),
+            request: &bytes,
         };
         return respond(state, upstream, plan, event, started).await;
     }
@@ -415,6 +425,11 @@ struct Answer<'a> {
     want_stream_usage: bool,
     client_model: &'a str,
     stream: bool,
+    /// What the answering model costs (`None`: unpriced).
+    price: Option<crate::ledger::pricing::Price>,
+    /// The client's request, for a prompt estimate should a stream end
+    /// before the provider reports usage.
+    request: &'a Bytes,
 }
 
 async fn respond(
@@ -455,6 +470,8 @@ async fn respond(
                     translator,
                     strip_usage_chunk: answer.want_stream_usage,
                     idle_timeout: state.config.stream_idle_timeout,
+                    price: answer.price,
+                    request: answer.request.clone(),
                     ledger: state.ledger.clone(),
                     event: event.clone(),
                     started,
@@ -472,10 +489,7 @@ async fn respond(
             let (translated, usage) =
                 translate::response(answer.format, client, &body, answer.client_model)
                     .map_err(translate::TranslateError::into_api_error)?;
-            let tokens = usage::Tokens {
-                prompt: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
-                completion: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
-            };
+            let tokens = usage::Tokens::from_ir(&usage);
             (Bytes::from(translated), None, tokens)
         }
         _ => {
@@ -484,7 +498,9 @@ async fn respond(
         }
     };
     event.prompt_tokens = tokens.prompt;
+    event.cached_tokens = tokens.cached;
     event.completion_tokens = tokens.completion;
+    event.cost_nanos = answer.price.map_or(0, |p| p.cost(&tokens.count()));
     event.status = status.as_u16();
     event.latency_ms = elapsed_ms(started);
     state.ledger.record(event.clone()).await;

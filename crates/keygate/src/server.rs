@@ -57,6 +57,9 @@ pub enum StartError {
     /// Alert channels.
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertError),
+    /// The price table.
+    #[error(transparent)]
+    Prices(#[from] crate::ledger::pricing::PriceError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -84,6 +87,8 @@ pub struct Shared {
     pub credentials: crate::credentials::StoredCredentials,
     /// Alert outbox and delivery: `state.alerts.raise(alert)`.
     pub alerts: crate::alerts::Alerts,
+    /// Model prices: what each request costs.
+    pub prices: crate::ledger::pricing::Prices,
 }
 
 impl Deref for AppState {
@@ -470,6 +475,8 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartE
 /// built-in mock if needed, the ledger writer and the key refresher, and
 /// bind the listener.
 pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
+    // Before anything is opened: a bad price entry stops the start.
+    let prices = crate::ledger::pricing::Prices::from_config(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
         "creating data directory {}",
         config.data_dir.display()
@@ -550,6 +557,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
             .await?;
     let state = AppState::new(Shared {
+        prices,
         config,
         keys,
         store: Arc::clone(&store),

@@ -215,7 +215,7 @@ pub struct AuditFilter {
     pub until: Option<i64>,
 }
 
-/// Which ledger rows a report covers.
+/// Which ledger rows a report covers. Every condition set must hold.
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
     /// Only this key.
@@ -224,27 +224,103 @@ pub struct UsageFilter {
     pub since: Option<i64>,
     /// Until (exclusive), Unix ms.
     pub until: Option<i64>,
-    /// Only keys of this organisation.
-    pub org_id: Option<String>,
-    /// Only keys of this project.
+    /// The caller's scope: only keys now in this organisation.
+    pub scope_org_id: Option<String>,
+    /// The caller's scope: only keys now in this project.
+    pub scope_project_id: Option<String>,
+    /// Only requests made with a key of this owner (as the row recorded it).
+    pub owner: Option<String>,
+    /// Only requests made with a key of this project (as the row recorded it).
     pub project_id: Option<String>,
+    /// Only this model (as requested).
+    pub model: Option<String>,
+    /// Only this provider.
+    pub provider: Option<String>,
 }
 
-/// Totals for one (key, model) pair.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+/// What a usage report's rows are totals of.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGroup {
+    /// Per key.
+    Key,
+    /// Per owner (within its organisation).
+    Owner,
+    /// Per project.
+    Project,
+    /// Per model, as requested.
+    Model,
+    /// Per provider.
+    Provider,
+    /// Per calendar day in UTC.
+    Day,
+}
+
+impl UsageGroup {
+    /// Every grouping, as the API and the CLI name them.
+    pub const ALL: [UsageGroup; 6] = [
+        UsageGroup::Key,
+        UsageGroup::Owner,
+        UsageGroup::Project,
+        UsageGroup::Model,
+        UsageGroup::Provider,
+        UsageGroup::Day,
+    ];
+
+    /// The name in `by=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UsageGroup::Key => "key",
+            UsageGroup::Owner => "owner",
+            UsageGroup::Project => "project",
+            UsageGroup::Model => "model",
+            UsageGroup::Provider => "provider",
+            UsageGroup::Day => "day",
+        }
+    }
+
+    /// Parse a name from `by=`.
+    pub fn parse(name: &str) -> Option<UsageGroup> {
+        UsageGroup::ALL.into_iter().find(|g| g.name() == name)
+    }
+}
+
+/// Totals of one group of ledger rows. The group's columns are set; the
+/// others are `null`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct UsageTotal {
-    /// Key id (`null` for refusals before a key was identified).
+    /// Key id, grouped by key (`null` also for refusals before a key was
+    /// identified).
     pub key_id: Option<String>,
-    /// Model as requested.
+    /// Model as requested, grouped by model.
     pub model: Option<String>,
+    /// Provider, grouped by provider.
+    pub provider: Option<String>,
+    /// Owner, grouped by owner.
+    pub owner: Option<String>,
+    /// Organisation, grouped by owner (an owner is a person within one
+    /// organisation).
+    pub org_id: Option<String>,
+    /// Project, grouped by project.
+    pub project_id: Option<String>,
+    /// Calendar day in UTC (`YYYY-MM-DD`), grouped by day.
+    pub day: Option<String>,
     /// Requests, accepted or refused.
     pub requests: i64,
     /// Requests refused or failed (status ≥ 400).
     pub errors: i64,
-    /// Prompt tokens.
+    /// Prompt tokens (cached ones included).
     pub prompt_tokens: i64,
+    /// Of the prompt tokens, those read from the provider's prompt cache.
+    pub cached_tokens: i64,
     /// Completion tokens.
     pub completion_tokens: i64,
+    /// Cost in nanodollars (billionths of a US dollar), exact.
+    pub cost_nanos: i64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
 }
 
 /// Persistent state.
@@ -364,8 +440,21 @@ pub trait Store:
     /// Append ledger rows in one transaction; rows already present (same
     /// request id) are left as they are, so a retried batch is harmless.
     async fn append_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError>;
-    /// Totals by key and model.
-    async fn usage_totals(&self, filter: &UsageFilter) -> Result<Vec<UsageTotal>, StoreError>;
+    /// Totals of the rows `filter` selects, one per distinct value of the
+    /// `by` columns (at least one), ordered by them (`null` first).
+    async fn usage_totals(
+        &self,
+        filter: &UsageFilter,
+        by: &[UsageGroup],
+    ) -> Result<Vec<UsageTotal>, StoreError>;
+    /// What `subject` spent at or after `since_ms` (Unix ms), in nanos: the
+    /// sum of the costs of its ledger rows, by the tenancy each row
+    /// recorded. A budget counter starts from this.
+    async fn spent_since(
+        &self,
+        subject: &crate::policy::limits::Subject,
+        since_ms: i64,
+    ) -> Result<crate::policy::limits::Nanos, StoreError>;
     /// Individual ledger rows, oldest first, at most `limit`.
     async fn usage_events(
         &self,

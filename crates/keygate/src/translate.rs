@@ -193,6 +193,8 @@ pub struct StreamTranslator {
     /// Text and tool-argument deltas seen: a lower bound on output tokens
     /// when the stream is cut before the upstream reported usage.
     content_events: u64,
+    /// Characters in those deltas, for the same estimate.
+    content_chars: u64,
 }
 
 impl StreamTranslator {
@@ -207,6 +209,7 @@ impl StreamTranslator {
             done: false,
             usage: Usage::default(),
             content_events: 0,
+            content_chars: 0,
         }
     }
 
@@ -234,12 +237,14 @@ impl StreamTranslator {
     }
 
     /// Usage seen so far (what to bill if the stream is cut). Until the
-    /// upstream reports output tokens, each content delta counts as one, so
-    /// a stream cut short is billed for what was delivered, never zero.
+    /// upstream reports output tokens, they are estimated from the deltas
+    /// delivered: the larger of one per delta and characters / 4 (rounded
+    /// up), so a stream cut short is billed for what was delivered, never
+    /// zero.
     pub fn usage(&self) -> Usage {
         let mut usage = self.usage;
         if usage.output_tokens == 0 {
-            usage.output_tokens = self.content_events;
+            usage.output_tokens = self.content_events.max(self.content_chars.div_ceil(4));
         }
         usage
     }
@@ -255,8 +260,12 @@ impl StreamTranslator {
                 StreamEvent::Usage(u) => merge_usage(&mut self.usage, u),
                 StreamEvent::Finish { .. } => self.holding = true,
                 StreamEvent::Done => self.done = true,
-                StreamEvent::TextDelta { .. } | StreamEvent::ToolCallDelta { .. } => {
+                StreamEvent::TextDelta { text: delta, .. }
+                | StreamEvent::ToolCallDelta {
+                    arguments: delta, ..
+                } => {
                     self.content_events += 1;
+                    self.content_chars += delta.chars().count() as u64;
                 }
                 _ => {}
             }

@@ -244,6 +244,11 @@ mod tests {
             provider: Some("p".into()),
             prompt_tokens: 1,
             completion_tokens: 2,
+            cached_tokens: 1,
+            cost_nanos: 42,
+            owner: Some("alice@example.com".into()),
+            project_id: Some("proj_default".into()),
+            org_id: Some("org_default".into()),
             status: 200,
             error_code: None,
             latency_ms: 3,
@@ -279,6 +284,38 @@ mod tests {
             "replayed segments are deleted"
         );
         assert_eq!(replay_orphans(&store, &journal_dir).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_line_journaled_before_rows_carried_money_still_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        let journal_dir = dir.path().join("journal");
+        std::fs::create_dir_all(&journal_dir).unwrap();
+        // A row as an earlier keygate wrote it: no cached tokens, cost or
+        // tenancy.
+        let old = r#"{"request_id":"r_old","ts":5,"key_id":"key_a","route":"/v1/chat/completions","model":"gpt-4o","provider":"openai","prompt_tokens":3,"completion_tokens":4,"status":200,"error_code":null,"latency_ms":1,"streamed":false,"source_ip":null,"user_agent":null}"#;
+        std::fs::write(journal_dir.join("old-1.journal"), format!("{old}\n")).unwrap();
+        assert_eq!(replay_orphans(&store, &journal_dir).await.unwrap(), 1);
+        let rows = store
+            .usage_events(&UsageFilter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(
+            (
+                row.request_id.as_str(),
+                row.prompt_tokens,
+                row.completion_tokens
+            ),
+            ("r_old", 3, 4)
+        );
+        assert_eq!((row.cached_tokens, row.cost_nanos), (0, 0));
+        assert_eq!(
+            (&row.owner, &row.project_id, &row.org_id),
+            (&None, &None, &None)
+        );
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ pub async fn list_models(
             return error.to_response(shape);
         }
     };
-    event.key_id = Some(key.id.clone());
+    event.set_key(&key);
     event.status = 200;
     state.ledger.record(event).await;
 

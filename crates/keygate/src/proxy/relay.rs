@@ -25,6 +25,11 @@ pub struct Plan {
     pub strip_usage_chunk: bool,
     /// Longest silence tolerated from upstream.
     pub idle_timeout: Duration,
+    /// What the model costs (`None`: unpriced).
+    pub price: Option<crate::ledger::pricing::Price>,
+    /// The client's request body: the prompt estimate when the stream ends
+    /// before the provider reported usage.
+    pub request: Bytes,
     /// Where the request's row goes.
     pub ledger: Ledger,
     /// The request's row so far.
@@ -112,18 +117,19 @@ async fn run(
         }
     }
     let mut event = plan.event;
-    let tokens = match &plan.translator {
-        Some(translator) => {
-            let usage = translator.usage();
-            super::usage::Tokens {
-                prompt: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
-                completion: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
-            }
-        }
+    let mut tokens = match &plan.translator {
+        Some(translator) => super::usage::Tokens::from_ir(&translator.usage()),
         None => meter.tokens(),
     };
+    // The prompt was processed even if the stream ended before the
+    // provider said how large it was: never bill it as nothing.
+    if tokens.prompt == 0 {
+        tokens.prompt = super::usage::estimate_prompt_tokens(&plan.request);
+    }
     event.prompt_tokens = tokens.prompt;
+    event.cached_tokens = tokens.cached;
     event.completion_tokens = tokens.completion;
+    event.cost_nanos = plan.price.map_or(0, |p| p.cost(&tokens.count()));
     event.latency_ms = i64::try_from(plan.started.elapsed().as_millis()).unwrap_or(i64::MAX);
     match outcome {
         Outcome::Complete => {

@@ -82,6 +82,11 @@ macro_rules! impl_store {
                     provider: row.try_get("provider")?,
                     prompt_tokens: row.try_get("prompt_tokens")?,
                     completion_tokens: row.try_get("completion_tokens")?,
+                    cached_tokens: row.try_get("cached_tokens")?,
+                    cost_nanos: row.try_get("cost_nanos")?,
+                    owner: row.try_get("owner")?,
+                    project_id: row.try_get("project_id")?,
+                    org_id: row.try_get("org_id")?,
                     status: u16::try_from(status).unwrap_or(0),
                     error_code: row.try_get("error_code")?,
                     latency_ms: row.try_get("latency_ms")?,
@@ -105,17 +110,29 @@ macro_rules! impl_store {
                 if let Some(until) = filter.until {
                     query.push(" AND ts < ").push_bind(until);
                 }
-                if let Some(org_id) = &filter.org_id {
+                // The caller's scope: keys as they are now.
+                if let Some(org_id) = &filter.scope_org_id {
                     query
                         .push(" AND key_id IN (SELECT id FROM keys WHERE org_id = ")
                         .push_bind(org_id.clone())
                         .push(")");
                 }
-                if let Some(project_id) = &filter.project_id {
+                if let Some(project_id) = &filter.scope_project_id {
                     query
                         .push(" AND key_id IN (SELECT id FROM keys WHERE project_id = ")
                         .push_bind(project_id.clone())
                         .push(")");
+                }
+                // What the report asked for: the rows as recorded.
+                for (column, value) in [
+                    ("owner", &filter.owner),
+                    ("project_id", &filter.project_id),
+                    ("model", &filter.model),
+                    ("provider", &filter.provider),
+                ] {
+                    if let Some(value) = value {
+                        query.push(format!(" AND {column} = ")).push_bind(value.clone());
+                    }
                 }
             }
 
@@ -561,7 +578,7 @@ macro_rules! impl_store {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
                          prompt_tokens, completion_tokens, status, error_code, latency_ms, streamed, \
-                         source_ip, user_agent) ",
+                         source_ip, user_agent, cached_tokens, cost_nanos, owner, project_id, org_id) ",
                     );
                     query.push_values(chunk, |mut row, e| {
                         row.push_bind(e.request_id.as_str())
@@ -577,7 +594,12 @@ macro_rules! impl_store {
                             .push_bind(e.latency_ms)
                             .push_bind(i64::from(e.streamed))
                             .push_bind(e.source_ip.as_deref())
-                            .push_bind(e.user_agent.as_deref());
+                            .push_bind(e.user_agent.as_deref())
+                            .push_bind(e.cached_tokens)
+                            .push_bind(e.cost_nanos)
+                            .push_bind(e.owner.as_deref())
+                            .push_bind(e.project_id.as_deref())
+                            .push_bind(e.org_id.as_deref());
                     });
                     query.push(" ON CONFLICT (request_id) DO NOTHING");
                     query.build().execute(&mut *tx).await?;
@@ -589,30 +611,141 @@ macro_rules! impl_store {
             async fn usage_totals(
                 &self,
                 filter: &$crate::store::UsageFilter,
+                by: &[$crate::store::UsageGroup],
             ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
+                use $crate::store::UsageGroup;
                 use sqlx::Row;
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT key_id, model, COUNT(*) AS requests, \
+                // A day is whole days since the epoch, the same integer
+                // division in both databases (no time-zone functions); it
+                // becomes a UTC calendar date below.
+                const DAY: &str = "CAST(ts / 86400000 AS BIGINT)";
+                let by: &[UsageGroup] = if by.is_empty() {
+                    &[UsageGroup::Key, UsageGroup::Model]
+                } else {
+                    by
+                };
+                let mut columns: Vec<&str> = Vec::new();
+                for group in by {
+                    let group_columns: &[&str] = match group {
+                        UsageGroup::Key => &["key_id"],
+                        UsageGroup::Owner => &["org_id", "owner"],
+                        UsageGroup::Project => &["project_id"],
+                        UsageGroup::Model => &["model"],
+                        UsageGroup::Provider => &["provider"],
+                        UsageGroup::Day => &[DAY],
+                    };
+                    for column in group_columns {
+                        if !columns.contains(column) {
+                            columns.push(column);
+                        }
+                    }
+                }
+                let grouped = columns.join(", ");
+                let selected = columns
+                    .iter()
+                    .map(|c| if *c == DAY { format!("{DAY} AS day_number") } else { c.to_string() })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {selected}, COUNT(*) AS requests, \
                      CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
                      CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
-                     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens \
-                     FROM usage_events",
-                );
+                     CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+                     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+                     CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
+                     FROM usage_events"
+                ));
                 Self::push_filter(&mut query, filter);
-                query.push(" GROUP BY key_id, model ORDER BY key_id, model");
+                query.push(format!(" GROUP BY {grouped}"));
                 let rows = query.build().fetch_all(&self.pool).await?;
-                rows.iter()
+                let text = |row: &<$db as sqlx::Database>::Row, column: &str| -> Result<Option<String>, sqlx::Error> {
+                    if columns.contains(&column) {
+                        row.try_get(column)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let mut totals = rows
+                    .iter()
                     .map(|row| {
+                        let day = if columns.contains(&DAY) {
+                            let number: i64 = row.try_get("day_number")?;
+                            number
+                                .checked_mul(86_400)
+                                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                                .map(|t| t.format("%Y-%m-%d").to_string())
+                        } else {
+                            None
+                        };
+                        let cost_nanos: i64 = row.try_get("cost_nanos")?;
                         Ok($crate::store::UsageTotal {
-                            key_id: row.try_get("key_id")?,
-                            model: row.try_get("model")?,
+                            key_id: text(row, "key_id")?,
+                            model: text(row, "model")?,
+                            provider: text(row, "provider")?,
+                            owner: text(row, "owner")?,
+                            org_id: text(row, "org_id")?,
+                            project_id: text(row, "project_id")?,
+                            day,
                             requests: row.try_get("requests")?,
                             errors: row.try_get("errors")?,
                             prompt_tokens: row.try_get("prompt_tokens")?,
+                            cached_tokens: row.try_get("cached_tokens")?,
                             completion_tokens: row.try_get("completion_tokens")?,
+                            cost_nanos,
+                            cost_usd: $crate::policy::limits::nanos_to_usd(cost_nanos),
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
+                // Sorted here, not in SQL: the databases disagree on where
+                // NULL sorts, and reports must not depend on the backend.
+                totals.sort_by_cached_key(|t| {
+                    by.iter()
+                        .flat_map(|group| match group {
+                            UsageGroup::Key => [t.key_id.clone(), None],
+                            UsageGroup::Owner => [t.org_id.clone(), t.owner.clone()],
+                            UsageGroup::Project => [t.project_id.clone(), None],
+                            UsageGroup::Model => [t.model.clone(), None],
+                            UsageGroup::Provider => [t.provider.clone(), None],
+                            UsageGroup::Day => [t.day.clone(), None],
+                        })
+                        .collect::<Vec<_>>()
+                });
+                Ok(totals)
+            }
+
+            async fn spent_since(
+                &self,
+                subject: &$crate::policy::limits::Subject,
+                since_ms: i64,
+            ) -> Result<$crate::policy::limits::Nanos, $crate::store::StoreError> {
+                use $crate::policy::limits::Subject;
+                use sqlx::Row;
+                // Each subject's condition leads an index: (key_id, ts),
+                // (owner, ts), (project_id, ts), (org_id, ts).
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS spent FROM usage_events WHERE ",
+                );
+                match subject {
+                    Subject::Key(id) => {
+                        query.push("key_id = ").push_bind(id.clone());
+                    }
+                    Subject::Owner { org_id, owner } => {
+                        query
+                            .push("owner = ")
+                            .push_bind(owner.clone())
+                            .push(" AND org_id = ")
+                            .push_bind(org_id.clone());
+                    }
+                    Subject::Project(id) => {
+                        query.push("project_id = ").push_bind(id.clone());
+                    }
+                    Subject::Organisation(id) => {
+                        query.push("org_id = ").push_bind(id.clone());
+                    }
+                }
+                query.push(" AND ts >= ").push_bind(since_ms);
+                let row = query.build().fetch_one(&self.pool).await?;
+                Ok(row.try_get("spent")?)
             }
 
             async fn usage_events(

@@ -3,7 +3,10 @@
 use crate::support::{drop_database, fresh_database};
 use keygate::auth::KeyKind;
 use keygate::ledger::UsageEvent;
-use keygate::store::{postgres::PostgresStore, sqlite::SqliteStore, KeyRecord, Store, UsageFilter};
+use keygate::policy::limits::Subject;
+use keygate::store::{
+    postgres::PostgresStore, sqlite::SqliteStore, KeyRecord, Store, UsageFilter, UsageGroup,
+};
 
 fn key(id: &str, updated_at: i64) -> KeyRecord {
     KeyRecord {
@@ -46,6 +49,11 @@ fn event(id: &str, key: &str, ts: i64, status: u16) -> UsageEvent {
         provider: Some("openai".into()),
         prompt_tokens: 10,
         completion_tokens: 5,
+        cached_tokens: 2,
+        cost_nanos: 1_000,
+        owner: Some("alice@example.com".into()),
+        project_id: Some("proj_default".into()),
+        org_id: Some("org_default".into()),
         status,
         error_code: (status >= 400).then(|| "x".into()),
         latency_ms: 3,
@@ -150,10 +158,13 @@ async fn conformance(store: &dyn Store) {
         .unwrap();
     assert_eq!(all, batch);
     let totals = store
-        .usage_totals(&UsageFilter {
-            key_id: Some("key_a".into()),
-            ..Default::default()
-        })
+        .usage_totals(
+            &UsageFilter {
+                key_id: Some("key_a".into()),
+                ..Default::default()
+            },
+            &[UsageGroup::Key, UsageGroup::Model],
+        )
         .await
         .unwrap();
     assert_eq!(totals.len(), 1);
@@ -162,10 +173,18 @@ async fn conformance(store: &dyn Store) {
             totals[0].requests,
             totals[0].errors,
             totals[0].prompt_tokens,
-            totals[0].completion_tokens
+            totals[0].cached_tokens,
+            totals[0].completion_tokens,
+            totals[0].cost_nanos,
         ),
-        (2, 1, 20, 10)
+        (2, 1, 20, 4, 10, 2_000)
     );
+    assert_eq!(totals[0].cost_usd, 0.000_002);
+    assert_eq!(
+        (totals[0].key_id.as_deref(), totals[0].model.as_deref()),
+        (Some("key_a"), Some("gpt-4o"))
+    );
+    assert_eq!((&totals[0].owner, &totals[0].day), (&None, &None));
     let windowed = store
         .usage_events(
             &UsageFilter {
@@ -185,6 +204,161 @@ async fn conformance(store: &dyn Store) {
             .unwrap()
             .len(),
         1
+    );
+    money(store).await;
+}
+
+/// Spend per budget subject and totals per grouping, over rows of two
+/// organisations where one owner name appears in both.
+async fn money(store: &dyn Store) {
+    const DAY: i64 = 86_400_000;
+    let row = |id: &str, key: &str, ts: i64, owner: &str, org: &str, project: &str, cost: i64| {
+        UsageEvent {
+            owner: Some(owner.into()),
+            org_id: Some(org.into()),
+            project_id: Some(project.into()),
+            cost_nanos: cost,
+            provider: Some(
+                if key == "key_c" {
+                    "anthropic"
+                } else {
+                    "openai"
+                }
+                .into(),
+            ),
+            model: Some(
+                if key == "key_c" {
+                    "claude-haiku-4-5"
+                } else {
+                    "gpt-4o"
+                }
+                .into(),
+            ),
+            ..event(id, key, ts, 200)
+        }
+    };
+    store
+        .append_usage(&[
+            row(
+                "m1",
+                "key_c",
+                2 * DAY + 5,
+                "bob",
+                "org_other",
+                "proj_other",
+                7,
+            ),
+            row(
+                "m2",
+                "key_d",
+                2 * DAY + 9,
+                "alice@example.com",
+                "org_other",
+                "proj_x",
+                11,
+            ),
+        ])
+        .await
+        .unwrap();
+    // The rows of the conformance test: key_a (10, 20) and key_b (30), each
+    // 1000 nanos, alice@example.com in org_default / proj_default.
+    for (subject, since, spent) in [
+        (Subject::Key("key_a".into()), 0, 2_000),
+        (Subject::Key("key_a".into()), 15, 1_000),
+        (Subject::Key("key_nobody".into()), 0, 0),
+        (
+            Subject::Owner {
+                org_id: "org_default".into(),
+                owner: "alice@example.com".into(),
+            },
+            0,
+            3_000,
+        ),
+        (
+            Subject::Owner {
+                org_id: "org_other".into(),
+                owner: "alice@example.com".into(),
+            },
+            0,
+            11,
+        ),
+        (Subject::Project("proj_default".into()), 0, 3_000),
+        (Subject::Project("proj_other".into()), 0, 7),
+        (Subject::Organisation("org_other".into()), 0, 18),
+        (Subject::Organisation("org_other".into()), 2 * DAY + 6, 11),
+        (Subject::Organisation("org_default".into()), 25, 1_000),
+    ] {
+        assert_eq!(
+            store.spent_since(&subject, since).await.unwrap(),
+            spent,
+            "{subject:?} since {since}"
+        );
+    }
+
+    let all = UsageFilter::default();
+    let owners = store
+        .usage_totals(&all, &[UsageGroup::Owner])
+        .await
+        .unwrap();
+    let owners: Vec<_> = owners
+        .iter()
+        .map(|t| {
+            (
+                t.org_id.as_deref(),
+                t.owner.as_deref(),
+                t.requests,
+                t.cost_nanos,
+                t.key_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            (
+                Some("org_default"),
+                Some("alice@example.com"),
+                3,
+                3_000,
+                None
+            ),
+            (Some("org_other"), Some("alice@example.com"), 1, 11, None),
+            (Some("org_other"), Some("bob"), 1, 7, None),
+        ]
+    );
+    let days = store
+        .usage_totals(&all, &[UsageGroup::Day, UsageGroup::Provider])
+        .await
+        .unwrap();
+    let days: Vec<_> = days
+        .iter()
+        .map(|t| (t.day.as_deref(), t.provider.as_deref(), t.requests))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (Some("1970-01-01"), Some("openai"), 3),
+            (Some("1970-01-03"), Some("anthropic"), 1),
+            (Some("1970-01-03"), Some("openai"), 1),
+        ]
+    );
+    let filtered = store
+        .usage_totals(
+            &UsageFilter {
+                owner: Some("alice@example.com".into()),
+                project_id: Some("proj_x".into()),
+                model: Some("gpt-4o".into()),
+                provider: Some("openai".into()),
+                ..Default::default()
+            },
+            &[UsageGroup::Project],
+        )
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(
+        (filtered[0].project_id.as_deref(), filtered[0].cost_nanos),
+        (Some("proj_x"), 11)
     );
 }
 
