@@ -251,7 +251,8 @@ mkdir -p "$KG_DATA"
 UPSTREAM_KEY=sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 env -u KEYGATE_CONFIG -u KEYGATE_DATABASE_URL -u KEYGATE_ADMIN_KEY -u KEYGATE_URL \
   KEYGATE_LISTEN=127.0.0.1:0 KEYGATE_DATA_DIR="$KG_DATA" KEYGATE_LOG=warn \
-  KEYGATE_WORKERS="${BENCH_KEYGATE_WORKERS:-1}" \
+  KEYGATE_WORKERS="${BENCH_KEYGATE_WORKERS:-1}" KEYGATE_DEFAULT_MAX_TOKENS=64 \
+  ${BENCH_REDIS_URL:+KEYGATE_REDIS_URL="$BENCH_REDIS_URL" KEYGATE_REDIS_PREFIX="kgbench-$$"} \
   OPENAI_API_KEY="$UPSTREAM_KEY" OPENAI_BASE_URL="http://$MOCK_ADDR/v1" \
   "$KG" serve >"$TMP/keygate.out" 2>"$TMP/keygate.err" &
 KG_PID=$!
@@ -269,6 +270,20 @@ rm -f "$TMP/key.json"
 [[ -n $BENCH_KEY ]] || die "keygate keys create printed no key"
 printf 'Authorization: Bearer %s\n' "$BENCH_KEY" >"$TMP/auth.header"
 export BENCH_KEY   # read by bench/load.lua via os.getenv; never on a command line
+# The same load with governance fully on: a key with a request rate, a token
+# rate, a concurrency cap and a monthly budget, all set far above what the
+# run uses, so every request is checked, reserved and settled but none is
+# refused. (KEYGATE_DEFAULT_MAX_TOKENS=64 above bounds the reservation of
+# the bench body, which sets no max_tokens.)
+if ! env -u KEYGATE_ADMIN_KEY KEYGATE_URL="http://$KG_ADDR" KEYGATE_DATA_DIR="$KG_DATA" \
+    "$KG" keys create --name bench-governed --models 'gpt-*' \
+      --rpm 10000000 --tpm 1000000000 --max-concurrent 10000 \
+      --budget 1000000 --budget-period month --format json >"$TMP/key.json" 2>"$TMP/keys.err"; then
+  die "keygate keys create (governed) failed: $(head -c 500 "$TMP/keys.err")"
+fi
+BENCH_GOV_KEY=$(jq -r '.key // empty' "$TMP/key.json" 2>/dev/null || true)
+rm -f "$TMP/key.json"
+[[ -n $BENCH_GOV_KEY ]] || die "keygate keys create printed no governed key"
 umask 022
 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
@@ -292,12 +307,15 @@ log "preflight: all three targets answer 200 with a completion"
 declare -A R   # R[target.mode.field]
 # `translated`: the same keygate, asked in Anthropic's format for the
 # OpenAI-format model, so every request and answer is translated.
-TARGETS=(mock nginx keygate translated)
-declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR [translated]=$KG_ADDR)
-declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock" [translated]="kg translated")
-declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID" [translated]="$KG_PID")
-declare -A ROUTE=([mock]=/v1/chat/completions [nginx]=/v1/chat/completions [keygate]=/v1/chat/completions [translated]=/v1/messages)
-declare -A FORMAT=([mock]=openai [nginx]=openai [keygate]=openai [translated]=anthropic)
+# `governed`: the same keygate and request with the governed key (rate
+# limits, concurrency cap, budget reservation and settlement on).
+TARGETS=(mock nginx keygate governed translated)
+declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR [governed]=$KG_ADDR [translated]=$KG_ADDR)
+declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock" [governed]="kg governed" [translated]="kg translated")
+declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID" [governed]="$KG_PID" [translated]="$KG_PID")
+declare -A ROUTE=([mock]=/v1/chat/completions [nginx]=/v1/chat/completions [keygate]=/v1/chat/completions [governed]=/v1/chat/completions [translated]=/v1/messages)
+declare -A FORMAT=([mock]=openai [nginx]=openai [keygate]=openai [governed]=openai [translated]=anthropic)
+declare -A KEY=([mock]=$BENCH_KEY [nginx]=$BENCH_KEY [keygate]=$BENCH_KEY [governed]=$BENCH_GOV_KEY [translated]=$BENCH_KEY)
 
 # Idle CPU of each process over 2 s (a busy-polling or chatty background task
 # shows here, and would inflate CPU per request).
@@ -323,10 +341,10 @@ if [[ $BG_BUSY_PCT -ge 10 ]]; then
   log "WARNING: the machine is ${BG_BUSY_PCT}% busy with other work; the numbers will be skewed"
 fi
 
-# run_wrk THREADS CONNS DURATION URL OUTFILE [FORMAT]
+# run_wrk THREADS CONNS DURATION URL OUTFILE [FORMAT] [KEY]
 run_wrk() {
   local bound=$(( $(dur_secs "$3") + 30 ))
-  BENCH_FORMAT=${6:-openai} run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "$LUA" "$4" >"$5" 2>&1 \
+  BENCH_KEY=${7:-$BENCH_KEY} BENCH_FORMAT=${6:-openai} run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "$LUA" "$4" >"$5" 2>&1 \
     || die "wrk failed or overran against $4: $(tail -n 5 "$5")"
   grep -q '^BENCH_RESULT ' "$5" || die "wrk printed no BENCH_RESULT line: $(tail -n 5 "$5")"
 }
@@ -340,7 +358,7 @@ measure() {
   local c0 m0 c1 m1 u0 s0 u1 s1 line kv k v
   read -r u0 s0 <<<"$(cpu_split "${pids[@]}")"
   m0=$(cpu_ticks "${mpids[@]}")
-  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}${ROUTE[$t]}" "$out" "${FORMAT[$t]}"
+  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}${ROUTE[$t]}" "$out" "${FORMAT[$t]}" "${KEY[$t]}"
   read -r u1 s1 <<<"$(cpu_split "${pids[@]}")"
   m1=$(cpu_ticks "${mpids[@]}")
   c0=$(( u0 + s0 )); c1=$(( u1 + s1 ))
@@ -360,7 +378,7 @@ measure() {
   R[$t.$mode.mock_cpu_us_per_req]=$(awk -v c=$(( m1 - m0 )) -v hz="$CLK_TCK" -v n="$req" 'BEGIN{printf "%.1f", (n>0)? c*1e6/hz/n : 0}')
   R[$t.$mode.rss_kb]=$(rss_kb "${pids[@]}")
   R[$t.$mode.errors]=$(( R[$t.$mode.err_connect] + R[$t.$mode.err_read] + R[$t.$mode.err_write] + R[$t.$mode.err_timeout] + R[$t.$mode.err_status] ))
-  [[ $t == keygate || $t == translated ]] && KG_SENT=$(( KG_SENT + req ))
+  [[ $t == keygate || $t == governed || $t == translated ]] && KG_SENT=$(( KG_SENT + req ))
   log "$(printf '%-16s c=%-3s %8s req/s  p50 %6s us  p99 %6s us  %7s CPU-us/req (user %s, sys %s; mock %s)  errors %s' \
     "${LABEL[$t]}" "$conns" "${R[$t.$mode.rps]}" "${R[$t.$mode.p50_us]}" "${R[$t.$mode.p99_us]}" \
     "${R[$t.$mode.cpu_us_per_req]}" "${R[$t.$mode.user_us_per_req]}" "${R[$t.$mode.sys_us_per_req]}" \
@@ -369,8 +387,8 @@ measure() {
 
 log "load: warm-up $WARMUP, then ${DURATION} at c=1 (1 thread) and ${DURATION} at c=$CONNS ($THREADS threads) per target"
 for t in "${TARGETS[@]}"; do
-  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}${ROUTE[$t]}" "$TMP/wrk-$t-warmup.out" "${FORMAT[$t]}"
-  if [[ $t == keygate || $t == translated ]]; then
+  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}${ROUTE[$t]}" "$TMP/wrk-$t-warmup.out" "${FORMAT[$t]}" "${KEY[$t]}"
+  if [[ $t == keygate || $t == governed || $t == translated ]]; then
     w=$(sed -n 's/^BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$TMP/wrk-$t-warmup.out")
     KG_SENT=$(( KG_SENT + ${w:-0} ))
   fi
@@ -395,6 +413,11 @@ ADD_NGINX=$(( R[nginx.c1.p50_us] - R[mock.c1.p50_us] ))
 ADD_KG=$(( R[keygate.c1.p50_us] - R[mock.c1.p50_us] ))
 LAT_RATIO=$(ratio "$ADD_KG" "$ADD_NGINX")
 TR_RATIO_N=$(ratio "${R[translated.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}")
+GOV_RATIO_N=$(ratio "${R[governed.cN.cpu_us_per_req]}" "${R[nginx.cN.cpu_us_per_req]}")
+GOV_RATIO_1=$(ratio "${R[governed.c1.cpu_us_per_req]}" "${R[nginx.c1.cpu_us_per_req]}")
+GOV_OFF_N=$(ratio "${R[governed.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}")
+ADD_GOV=$(( R[governed.c1.p50_us] - R[mock.c1.p50_us] ))
+GOV_LAT_RATIO=$(ratio "$ADD_GOV" "$ADD_NGINX")
 
 echo
 echo "keygate benchmark — $(nproc) CPUs, $(uname -r), ${DURATION} per run, warm-up ${WARMUP}, c=1 (1 thread) / c=$CONNS ($THREADS threads)"
@@ -414,6 +437,10 @@ printf 'keygate/nginx CPU per request, c=%s:  %sx  (target <= %sx: %s)\n' "$CONN
 printf 'keygate/nginx CPU per request, c=1:   %sx  (target <= %sx: %s)\n' "$CPU_RATIO_1" "$CPU_TARGET" "$(verdict "$CPU_RATIO_1" "$CPU_TARGET")"
 printf 'added p50 latency at c=1 over the mock: nginx %s µs, keygate %s µs -> %sx  (target <= %sx: %s)\n' \
   "$ADD_NGINX" "$ADD_KG" "$LAT_RATIO" "$LAT_TARGET" "$(verdict "$LAT_RATIO" "$LAT_TARGET")"
+printf 'governance on (kg governed)/nginx CPU per request, c=%s: %sx, c=1: %sx  (target <= %sx: %s)\n' \
+  "$CONNS" "$GOV_RATIO_N" "$GOV_RATIO_1" "$CPU_TARGET" "$(verdict "$GOV_RATIO_N" "$CPU_TARGET")"
+printf 'governance on vs off, CPU per request at c=%s: %sx; added p50 at c=1: %s µs -> %sx nginx (target <= %sx: %s)\n' \
+  "$CONNS" "$GOV_OFF_N" "$ADD_GOV" "$GOV_LAT_RATIO" "$LAT_TARGET" "$(verdict "$GOV_LAT_RATIO" "$LAT_TARGET")"
 printf 'translation (Anthropic client -> OpenAI model) vs relay, CPU per request at c=%s: %sx\n' "$CONNS" "$TR_RATIO_N"
 printf 'keygate RSS after the run: %s MiB; idle CPU before the load (ms/s): mock %s, nginx %s, keygate %s\n' \
   "$(awk -v k="$KG_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')" "${IDLE[mock]}" "${IDLE[nginx]}" "${IDLE[keygate]}"
@@ -423,7 +450,7 @@ fi
 printf 'keygate ledger: %s requests recorded, %s answered by keygate (wrk-completed + preflight; in-flight at cutoff may add a few)\n' \
   "$LEDGER_REQUESTS" "$KG_SENT"
 
-KG_ERRORS=$(( R[keygate.c1.errors] + R[keygate.cN.errors] + R[translated.c1.errors] + R[translated.cN.errors] ))
+KG_ERRORS=$(( R[keygate.c1.errors] + R[keygate.cN.errors] + R[governed.c1.errors] + R[governed.cN.errors] + R[translated.c1.errors] + R[translated.cN.errors] ))
 OTHER_ERRORS=$(( R[mock.c1.errors] + R[mock.cN.errors] + R[nginx.c1.errors] + R[nginx.cN.errors] ))
 if [[ $KG_ERRORS -ne 0 ]]; then
   echo
@@ -471,6 +498,8 @@ jq -n \
   --argjson runs "$(runs_json)" \
   --argjson cpu_n "$CPU_RATIO_N" --argjson cpu_1 "$CPU_RATIO_1" \
   --argjson add_nginx "$ADD_NGINX" --argjson add_kg "$ADD_KG" --argjson lat "$LAT_RATIO" \
+  --argjson gov_n "$GOV_RATIO_N" --argjson gov_1 "$GOV_RATIO_1" --argjson gov_off "$GOV_OFF_N" \
+  --argjson add_gov "$ADD_GOV" --argjson gov_lat "$GOV_LAT_RATIO" \
   --argjson idle "$(printf '{"mock":%s,"nginx":%s,"keygate":%s}' "${IDLE[mock]}" "${IDLE[nginx]}" "${IDLE[keygate]}")" \
   --argjson bg "$BG_BUSY_PCT" \
   --argjson rss "$KG_RSS_KB" --argjson ledger "$LEDGER_REQUESTS" --argjson sent "$KG_SENT" \
@@ -485,6 +514,8 @@ jq -n \
       cpu_ratio_keygate_to_nginx: $cpu_n, cpu_ratio_keygate_to_nginx_c1: $cpu_1, cpu_ratio_target: $cpu_target,
       added_p50_us_nginx: $add_nginx, added_p50_us_keygate: $add_kg,
       added_latency_ratio: $lat, added_latency_ratio_target: $lat_target,
+      governed_cpu_ratio_to_nginx: $gov_n, governed_cpu_ratio_to_nginx_c1: $gov_1,
+      governed_cpu_ratio_to_ungoverned: $gov_off, added_p50_us_governed: $add_gov, governed_added_latency_ratio: $gov_lat,
       idle_cpu_ms_per_s: $idle, keygate_rss_kb: $rss, keygate_errors: $kg_errors, other_errors: $other_errors,
       ledger_requests: $ledger, keygate_requests_answered: $sent},
     elapsed_s: $elapsed}' >"$RESULTS_DIR/latest.json"

@@ -11,6 +11,8 @@ use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{KeyEntry, KeyKind};
 use crate::error::{ApiError, ErrorShape};
 use crate::ledger::UsageEvent;
+use crate::policy::estimate;
+use crate::policy::governor::{Demand, KeyView, Permit};
 use crate::providers::{Call, Failure, Operation, Registry, Route};
 use crate::server::AppState;
 use crate::translate::{self, Format};
@@ -312,6 +314,21 @@ async fn proxy(
         ));
     }
 
+    let mut permit = admit(
+        state,
+        &key,
+        op,
+        &bytes,
+        &head.model,
+        &routes,
+        &event.request_id,
+    )
+    .await?;
+    let rate_headers: Vec<(http::HeaderName, HeaderValue)> = permit
+        .as_ref()
+        .map(|p| p.headers().to_vec())
+        .unwrap_or_default();
+
     // Try providers and keys in turn until one answers; an attempt fails
     // over only before anything reached the client.
     let mut last_error = None;
@@ -410,8 +427,11 @@ async fn proxy(
                 .price_for(&provider.name, &route.upstream_model, &head.model)
                 .copied(),
             request: &bytes,
+            permit: permit.take(),
         };
-        return respond(state, upstream, plan, event, started).await;
+        let mut response = respond(state, upstream, plan, event, started).await?;
+        response.headers_mut().extend(rate_headers);
+        return Ok(response);
     }
     Err(last_error
         .unwrap_or_else(|| ApiError::bad_gateway("No upstream provider could serve this request.")))
@@ -430,18 +450,89 @@ struct Answer<'a> {
     /// The client's request, for a prompt estimate should a stream end
     /// before the provider reports usage.
     request: &'a Bytes,
+    /// The request's hold on its limits, settled with the real cost.
+    permit: Option<Permit>,
+}
+
+/// The limits stage: take every limit above the key for this request
+/// (rates, concurrency, a reservation of its worst-case cost against every
+/// budget), or refuse it. `None` when nothing limits the key.
+async fn admit(
+    state: &AppState,
+    key: &KeyEntry,
+    op: Operation,
+    bytes: &[u8],
+    model: &str,
+    routes: &[Route],
+    lease: &str,
+) -> Result<Option<Permit>, ApiError> {
+    let now = crate::time::now_ms();
+    let view = KeyView {
+        id: &key.id,
+        owner: key.owner.as_deref(),
+        project_id: key.project_id.as_deref(),
+        org_id: key.org_id.as_deref(),
+        limits: key.limits.as_deref(),
+        version: key.limits_version,
+    };
+    let plan = state.governor.plan(&view, now);
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let demand = if plan.needs_estimate() {
+        let prompt = estimate::prompt_tokens(bytes);
+        let completion = if op == Operation::Embeddings {
+            0
+        } else {
+            estimate::completion_tokens(bytes, state.governor.default_max_tokens())
+        };
+        // The dearest route prices the worst case: failover may land there.
+        let cost = routes
+            .iter()
+            .filter_map(|r| {
+                state
+                    .prices
+                    .price_for(&r.provider.name, &r.upstream_model, model)
+            })
+            .map(|price| price.worst_case(prompt, completion))
+            .max()
+            .unwrap_or(0);
+        Demand {
+            tokens: prompt.saturating_add(completion),
+            cost,
+        }
+    } else {
+        Demand::default()
+    };
+    state
+        .governor
+        .admit(plan, lease, demand, now)
+        .await
+        .map(Some)
+}
+
+/// Settle a finished request's limits with its real cost and tokens, before
+/// its ledger row is written (so a request whose row is in the ledger has
+/// released what it held).
+pub(crate) async fn settle(permit: Option<Permit>, event: &UsageEvent) {
+    if let Some(permit) = permit {
+        let tokens = event.prompt_tokens.saturating_add(event.completion_tokens);
+        permit
+            .settle(event.cost_nanos, u64::try_from(tokens).unwrap_or(0))
+            .await;
+    }
 }
 
 async fn respond(
     state: &AppState,
     upstream: reqwest::Response,
-    answer: Answer<'_>,
+    mut answer: Answer<'_>,
     event: &mut UsageEvent,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let status = upstream.status();
     if !status.is_success() {
-        return client_error(state, upstream, &answer, event, started).await;
+        return client_error(state, upstream, answer, event, started).await;
     }
     let client_format = answer.op.client_format();
     if answer.stream {
@@ -475,6 +566,7 @@ async fn respond(
                     ledger: state.ledger.clone(),
                     event: event.clone(),
                     started,
+                    permit: answer.permit.take(),
                 },
             );
             // The relay records this request's ledger row when the stream ends.
@@ -503,6 +595,7 @@ async fn respond(
     event.cost_nanos = answer.price.map_or(0, |p| p.cost(&tokens.count()));
     event.status = status.as_u16();
     event.latency_ms = elapsed_ms(started);
+    settle(answer.permit.take(), event).await;
     state.ledger.record(event.clone()).await;
     Ok(plain_response(status, content_type, body))
 }
@@ -605,7 +698,7 @@ async fn read_upstream(upstream: reqwest::Response, timeout: Duration) -> Result
 async fn client_error(
     state: &AppState,
     upstream: reqwest::Response,
-    answer: &Answer<'_>,
+    mut answer: Answer<'_>,
     event: &mut UsageEvent,
     started: Instant,
 ) -> Result<Response, ApiError> {
@@ -615,6 +708,7 @@ async fn client_error(
     event.status = status.as_u16();
     event.error_code = Some("upstream_rejected_request".into());
     event.latency_ms = elapsed_ms(started);
+    settle(answer.permit.take(), event).await;
     state.ledger.record(event.clone()).await;
     if answer.as_is {
         return Ok(plain_response(status, content_type, body));

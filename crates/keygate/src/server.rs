@@ -60,6 +60,9 @@ pub enum StartError {
     /// The price table.
     #[error(transparent)]
     Prices(#[from] crate::ledger::pricing::PriceError),
+    /// The limit counters (Redis) could not be reached.
+    #[error(transparent)]
+    Counters(#[from] crate::policy::counters::CounterError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -89,6 +92,8 @@ pub struct Shared {
     pub alerts: crate::alerts::Alerts,
     /// Model prices: what each request costs.
     pub prices: crate::ledger::pricing::Prices,
+    /// The limits stage: rates, concurrency, budgets.
+    pub governor: Arc<crate::policy::governor::Governor>,
 }
 
 impl Deref for AppState {
@@ -249,6 +254,7 @@ async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<(), crate::stor
 fn spawn_key_refresh(
     store: Arc<dyn Store>,
     keys: Arc<KeyCache>,
+    governor: Arc<crate::policy::governor::Governor>,
     every: Duration,
     loaded_at: i64,
     changed: Arc<tokio::sync::Notify>,
@@ -271,11 +277,20 @@ fn spawn_key_refresh(
                 () = changed.notified() => {}
             }
             let poll_started = crate::time::now_ms();
-            match store.keys_changed_since(since).await {
+            let polled = match store.keys_changed_since(since).await {
                 Ok(records) => {
                     for record in &records {
                         keys.upsert(record);
                     }
+                    // Owners', projects' and organisations' limits follow
+                    // the same clock.
+                    store.subject_limits_changed_since(since).await
+                }
+                Err(e) => Err(e),
+            };
+            match polled {
+                Ok(limits) => {
+                    governor.apply(limits);
                     since = since.max(poll_started.saturating_sub(OVERLAP_MS));
                 }
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; will retry"),
@@ -545,17 +560,19 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     if let Some(url) = config.database_url_secret() {
         spawn_key_change_listener(url.to_string(), Arc::clone(&changed));
     }
-    spawn_key_refresh(
-        Arc::clone(&store),
-        Arc::clone(&keys),
-        config.key_refresh_interval,
-        loaded_at,
-        changed,
-    );
     credentials.spawn_refresh(config.key_refresh_interval);
     let alerts =
         crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
             .await?;
+    let governor = start_governor(&config, &store, &ledger, &alerts).await?;
+    spawn_key_refresh(
+        Arc::clone(&store),
+        Arc::clone(&keys),
+        Arc::clone(&governor),
+        config.key_refresh_interval,
+        loaded_at,
+        changed,
+    );
     let state = AppState::new(Shared {
         prices,
         config,
@@ -565,6 +582,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         registry,
         credentials,
         alerts,
+        governor,
     })?;
     crate::lifecycle::spawn(
         crate::lifecycle::Lifecycle::new(&state),
@@ -580,6 +598,39 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         ledger_writer,
         local_addr,
     })
+}
+
+/// The limits stage over in-process counters, or Redis when configured;
+/// with every owner's, project's and organisation's limits loaded.
+async fn start_governor(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    ledger: &Ledger,
+    alerts: &crate::alerts::Alerts,
+) -> Result<Arc<crate::policy::governor::Governor>, StartError> {
+    use crate::policy::counters::{Counters, LocalCounters};
+    use crate::policy::governor::{Governor, LedgerSpend};
+    let spend = Arc::new(LedgerSpend::new(Arc::clone(store), ledger.clone()));
+    let counters: Arc<dyn Counters> = match &config.counters.redis_url {
+        Some(url) => Arc::new(
+            crate::policy::redis_counters::RedisCounters::connect(
+                url,
+                spend,
+                &config.counters.redis_prefix,
+            )
+            .await?,
+        ),
+        None => Arc::new(LocalCounters::new(spend)),
+    };
+    let governor = Arc::new(Governor::new(
+        counters,
+        config.limits.clone(),
+        Some(alerts.clone()),
+    ));
+    governor.apply(store.subject_limits_changed_since(0).await?);
+    // The tokenizer takes a moment to load; not on the first request.
+    tokio::task::spawn_blocking(crate::policy::estimate::warm_up);
+    Ok(governor)
 }
 
 async fn shutdown_signal() {

@@ -341,6 +341,7 @@ pub(super) async fn update_project(
         .map_err(store_failed)?
         .ok_or_else(|| fail(ApiError::not_found("The project vanished meanwhile.")))?;
     tracing::info!(project_id = %stored.id, "project limits changed");
+    apply_now(&state).await;
     Ok(Json(project_view(&stored)).into_response())
 }
 
@@ -407,6 +408,7 @@ pub(super) async fn update_organisation(
         .map_err(store_failed)?
         .ok_or_else(|| fail(ApiError::not_found("The organisation vanished meanwhile.")))?;
     tracing::info!(org_id = %stored.id, "organisation budget changed");
+    apply_now(&state).await;
     Ok(Json(organisation_view(&stored)).into_response())
 }
 
@@ -478,6 +480,7 @@ pub(super) async fn top_up(
                 ),
             ))
         })?;
+    apply_now(&state).await;
     tracing::info!(org_id = %org.id, amount_nanos = amount, total_nanos = total, "balance topped up");
     let org = crate::store::Organisation {
         prepaid_nanos: Some(total),
@@ -588,6 +591,7 @@ pub(super) async fn set_owner_budget(
         .await
         .map_err(store_failed)?;
     tracing::info!(org_id = %org.id, "owner budget set");
+    apply_now(&state).await;
     Ok(Json(owner_budget_view(&OwnerBudget {
         org_id: org.id,
         owner,
@@ -638,6 +642,7 @@ pub(super) async fn remove_owner_budget(
         .map_err(store_failed)?;
     if deleted {
         tracing::info!(org_id = %org.id, "owner budget removed");
+        apply_now(&state).await;
     }
     Ok(Json(OwnerBudgetRemoval {
         org_id: org.id,
@@ -682,6 +687,20 @@ pub(super) async fn list_owner_budgets(
         .map(owner_budget_view)
         .collect();
     Ok(Json(OwnerBudgetList { data }).into_response())
+}
+
+/// Apply a limit change to this node's limits stage at once; other nodes
+/// pick it up with their next key refresh.
+async fn apply_now(state: &AppState) {
+    // A minute's overlap re-reads rows of the same moment; re-applying is
+    // harmless.
+    let since = crate::time::now_ms().saturating_sub(60_000);
+    match state.store.subject_limits_changed_since(since).await {
+        Ok(changed) => state.governor.apply(changed),
+        Err(error) => {
+            tracing::warn!(%error, "reading changed limits failed; the key refresh will apply them")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! released, and budget thresholds raise alerts.
 
 use super::counters::{
-    Admission, AdmitError, BudgetSlot, ConcurrencySlot, Counters, RateSlot, RateState, Refusal,
-    Settlement,
+    Admission, AdmitError, BudgetSlot, ConcurrencySlot, CounterError, Counters, RateSlot,
+    RateState, Refusal, Settlement,
 };
 use super::limits::{nanos_to_usd, Budget, Limits, Nanos, Period, Subject, SubjectLimits};
 use super::period::{window, Window};
@@ -573,6 +573,34 @@ impl Governor {
                 }
             });
         }
+    }
+}
+
+/// Budget counters start from the ledger: the store's spend, after this
+/// node's journaled rows have reached it.
+#[derive(Debug)]
+pub struct LedgerSpend {
+    store: Arc<dyn crate::store::Store>,
+    ledger: crate::ledger::Ledger,
+}
+
+impl LedgerSpend {
+    /// Spend read from `store`, once `ledger` has delivered what it holds.
+    pub fn new(store: Arc<dyn crate::store::Store>, ledger: crate::ledger::Ledger) -> Self {
+        LedgerSpend { store, ledger }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::counters::SpendSource for LedgerSpend {
+    async fn spent_since(&self, subject: &Subject, since_ms: i64) -> Result<Nanos, CounterError> {
+        // Rows this node recorded but has not yet written would otherwise be
+        // missing from the starting point.
+        self.ledger.flush().await;
+        self.store
+            .spent_since(subject, since_ms)
+            .await
+            .map_err(|e| CounterError(format!("reading spend from the ledger: {e}")))
     }
 }
 

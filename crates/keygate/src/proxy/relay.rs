@@ -36,6 +36,8 @@ pub struct Plan {
     pub event: UsageEvent,
     /// When the request arrived.
     pub started: Instant,
+    /// The request's hold on its limits, settled when the stream ends.
+    pub permit: Option<crate::policy::governor::Permit>,
 }
 
 enum Outcome {
@@ -131,6 +133,9 @@ async fn run(
     event.completion_tokens = tokens.completion;
     event.cost_nanos = plan.price.map_or(0, |p| p.cost(&tokens.count()));
     event.latency_ms = i64::try_from(plan.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    // What was generated is spent, however the stream ended; settled before
+    // the ledger row and the stream's last event.
+    super::settle(plan.permit.take(), &event).await;
     match outcome {
         Outcome::Complete => {
             held.extend_from_slice(&splitter.remainder());

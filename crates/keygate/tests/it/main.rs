@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod counters;
 mod failover;
+mod governance;
 mod lifecycle;
 mod policy;
 mod provider_credentials;
