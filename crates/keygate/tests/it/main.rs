@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod failover;
 mod lifecycle;
+mod limits;
 mod policy;
 mod provider_credentials;
 mod routing;
