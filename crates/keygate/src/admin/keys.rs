@@ -4,7 +4,7 @@
 
 use super::access::{Actor, Role};
 use super::ids::KeyId;
-use super::limits::{alert_thresholds, present, LimitsInput, LimitsView};
+use super::limits::{alert_thresholds, present, LimitsInput, LimitsView, Whole};
 use super::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType,
 };
@@ -300,16 +300,16 @@ pub(super) struct CreateKey {
     auto_rotate_webhook: Option<String>,
     /// Requests per minute (1-10,000,000); default none.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 10000000)]
-    rpm: Option<u32>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000000)]
+    rpm: Option<Whole>,
     /// Tokens per minute (1-100,000,000,000); default none.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 100000000000_u64)]
-    tpm: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 100000000000_u64)]
+    tpm: Option<Whole>,
     /// Requests in flight at once (1-1,000,000); default none.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 1000000)]
-    max_concurrent: Option<u32>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    max_concurrent: Option<Whole>,
     /// Budget per period in US dollars (0 to 1e9); default none.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000000)]
@@ -321,7 +321,7 @@ pub(super) struct CreateKey {
     /// Alert thresholds; only with `budget_usd`.
     #[serde(default)]
     #[schema(schema_with = alert_thresholds)]
-    budget_alerts: Option<Vec<u32>>,
+    budget_alerts: Option<Vec<Whole>>,
 }
 
 const MAX_DESCRIPTION: usize = 1024;
@@ -951,16 +951,16 @@ pub(super) struct UpdateKey {
     /// Requests per minute; `null` removes the limit (admins and owners).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000000)]
-    rpm: Option<Option<u32>>,
+    rpm: Option<Option<Whole>>,
     /// Tokens per minute; `null` removes the limit (admins and owners).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 100000000000_u64)]
-    tpm: Option<Option<u64>>,
+    tpm: Option<Option<Whole>>,
     /// Requests in flight at once; `null` removes the limit (admins and
     /// owners).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
-    max_concurrent: Option<Option<u32>>,
+    max_concurrent: Option<Option<Whole>>,
     /// Budget per period in US dollars (0 to 1e9); `null` removes it
     /// (admins and owners).
     #[serde(default, deserialize_with = "present")]
@@ -972,7 +972,7 @@ pub(super) struct UpdateKey {
     budget_period: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = alert_thresholds)]
-    budget_alerts: Option<Option<Vec<u32>>>,
+    budget_alerts: Option<Option<Vec<Whole>>>,
 }
 
 /// Update a key

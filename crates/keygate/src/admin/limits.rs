@@ -53,6 +53,51 @@ pub(super) fn routes() -> Router<AppState> {
 /// Smallest top-up: one nanodollar.
 const MIN_TOP_UP_USD: f64 = 1e-9;
 
+/// A whole number as JSON may write it: `60`, or `60.0` (JSON Schema calls
+/// both integers, and clients generated from the document send either).
+/// A fraction or a negative number is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Whole(pub(super) u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Whole;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom(format!("{v} is negative; expected a whole number")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                // 2^64 is exact as an f64; anything below it that is whole
+                // converts without loss of meaning.
+                if v.is_finite()
+                    && v.fract() == 0.0
+                    && (0.0..18_446_744_073_709_551_616.0).contains(&v)
+                {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    return Ok(Whole(v as u64));
+                }
+                Err(E::custom(format!(
+                    "{v} is not a whole number of at most 2^64"
+                )))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// Distinguish `"field": null` (remove) from an absent field (keep).
 pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -120,31 +165,40 @@ pub(super) fn alert_thresholds() -> Schema {
 #[derive(Debug, Default)]
 pub(super) struct LimitsInput {
     /// `rpm`.
-    pub(super) rpm: Option<Option<u32>>,
+    pub(super) rpm: Option<Option<Whole>>,
     /// `tpm`.
-    pub(super) tpm: Option<Option<u64>>,
+    pub(super) tpm: Option<Option<Whole>>,
     /// `max_concurrent`.
-    pub(super) max_concurrent: Option<Option<u32>>,
+    pub(super) max_concurrent: Option<Option<Whole>>,
     /// `budget_usd`.
     pub(super) budget_usd: Option<Option<f64>>,
     /// `budget_period` (a `null` is the same as leaving it out).
     pub(super) budget_period: Option<String>,
     /// `budget_alerts`.
-    pub(super) budget_alerts: Option<Option<Vec<u32>>>,
+    pub(super) budget_alerts: Option<Option<Vec<Whole>>>,
 }
 
-fn rate<T: Copy + PartialOrd + From<u8> + std::fmt::Display>(
+/// A rate checked against `1..=max` and converted to its type.
+fn rate<T: TryFrom<u64> + std::fmt::Display + Copy>(
     param: &'static str,
-    value: Option<Option<T>>,
+    value: Option<Option<Whole>>,
     max: T,
     unit: &str,
-) -> Result<Option<Option<T>>, ShapedError> {
-    match value {
-        Some(Some(v)) if v < T::from(1) || v > max => Err(fail(ApiError::invalid_param(
+) -> Result<Option<Option<T>>, ShapedError>
+where
+    u64: From<T>,
+{
+    let refused = || {
+        fail(ApiError::invalid_param(
             param,
             format!("'{param}' must be a whole number of {unit} from 1 to {max}; null removes the limit."),
-        ))),
-        other => Ok(other),
+        ))
+    };
+    match value {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(Whole(v))) if v < 1 || v > u64::from(max) => Err(refused()),
+        Some(Some(Whole(v))) => T::try_from(v).map(|v| Some(Some(v))).map_err(|_| refused()),
     }
 }
 
@@ -172,8 +226,9 @@ pub(super) fn parse_period(name: &str) -> Result<Period, ShapedError> {
 }
 
 /// Alert thresholds, checked and sorted, or a 400.
-pub(super) fn parse_thresholds(thresholds: &[u32]) -> Result<Vec<u8>, ShapedError> {
-    normalise_thresholds(thresholds).map_err(|e| {
+pub(super) fn parse_thresholds(thresholds: &[Whole]) -> Result<Vec<u8>, ShapedError> {
+    let thresholds: Vec<u64> = thresholds.iter().map(|Whole(t)| *t).collect();
+    normalise_thresholds(&thresholds).map_err(|e| {
         fail(ApiError::invalid_param(
             "budget_alerts",
             format!("'budget_alerts': {e}."),
@@ -269,15 +324,15 @@ pub(super) struct UpdateProject {
     /// Requests per minute; `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000000)]
-    rpm: Option<Option<u32>>,
+    rpm: Option<Option<Whole>>,
     /// Tokens per minute; `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 100000000000_u64)]
-    tpm: Option<Option<u64>>,
+    tpm: Option<Option<Whole>>,
     /// Requests in flight at once; `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
-    max_concurrent: Option<Option<u32>>,
+    max_concurrent: Option<Option<Whole>>,
     /// Budget per period in US dollars (0 to 1e9); `null` removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000000)]
@@ -288,7 +343,7 @@ pub(super) struct UpdateProject {
     budget_period: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = alert_thresholds)]
-    budget_alerts: Option<Option<Vec<u32>>>,
+    budget_alerts: Option<Option<Vec<Whole>>>,
 }
 
 /// Set a project's limits
@@ -360,7 +415,7 @@ pub(super) struct UpdateOrganisation {
     budget_period: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = alert_thresholds)]
-    budget_alerts: Option<Option<Vec<u32>>>,
+    budget_alerts: Option<Option<Vec<Whole>>>,
 }
 
 /// Set an organisation's budget
@@ -533,7 +588,7 @@ pub(super) struct SetOwnerBudget {
     budget_period: Option<String>,
     #[serde(default)]
     #[schema(schema_with = alert_thresholds)]
-    budget_alerts: Option<Vec<u32>>,
+    budget_alerts: Option<Vec<Whole>>,
 }
 
 /// The owner named in an owner-budget path, checked.
@@ -724,6 +779,17 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let parse = |text: &str| serde_json::from_str::<Whole>(text).map(|Whole(n)| n);
+        assert_eq!(parse("60").ok(), Some(60));
+        assert_eq!(parse("60.0").ok(), Some(60));
+        assert_eq!(parse("6e1").ok(), Some(60));
+        for refused in ["1.5", "-1", "-1.0", "1e30", "\"60\"", "null"] {
+            assert!(parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
     fn an_update_changes_only_what_it_names() {
         let current = Limits {
             rpm: Some(10),
@@ -731,9 +797,9 @@ mod tests {
             ..Limits::default()
         };
         let updated = ok(LimitsInput {
-            tpm: Some(Some(1000)),
+            tpm: Some(Some(Whole(1000))),
             budget_usd: Some(Some(7.0)),
-            budget_alerts: Some(Some(vec![90, 50])),
+            budget_alerts: Some(Some(vec![Whole(90), Whole(50)])),
             ..LimitsInput::default()
         }
         .apply(&current, false));
@@ -802,19 +868,19 @@ mod tests {
     fn values_out_of_range_are_400s_naming_the_field() {
         let cases = [
             LimitsInput {
-                rpm: Some(Some(0)),
+                rpm: Some(Some(Whole(0))),
                 ..LimitsInput::default()
             },
             LimitsInput {
-                rpm: Some(Some(MAX_RPM + 1)),
+                rpm: Some(Some(Whole(u64::from(MAX_RPM) + 1))),
                 ..LimitsInput::default()
             },
             LimitsInput {
-                tpm: Some(Some(0)),
+                tpm: Some(Some(Whole(0))),
                 ..LimitsInput::default()
             },
             LimitsInput {
-                max_concurrent: Some(Some(MAX_CONCURRENT + 1)),
+                max_concurrent: Some(Some(Whole(u64::from(MAX_CONCURRENT) + 1))),
                 ..LimitsInput::default()
             },
             LimitsInput {
@@ -832,7 +898,7 @@ mod tests {
             },
             LimitsInput {
                 budget_usd: Some(Some(1.0)),
-                budget_alerts: Some(Some(vec![0])),
+                budget_alerts: Some(Some(vec![Whole(0)])),
                 ..LimitsInput::default()
             },
         ];

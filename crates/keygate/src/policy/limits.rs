@@ -191,7 +191,7 @@ pub const MAX_ALERT_THRESHOLDS: usize = 10;
 /// Check alert thresholds as an administrator gave them and put them in
 /// ascending order: each a percentage 1-100, none twice, at most
 /// [`MAX_ALERT_THRESHOLDS`]. An empty list means "never alert".
-pub fn normalise_thresholds(thresholds: &[u32]) -> Result<Vec<u8>, String> {
+pub fn normalise_thresholds(thresholds: &[u64]) -> Result<Vec<u8>, String> {
     if thresholds.len() > MAX_ALERT_THRESHOLDS {
         return Err(format!(
             "at most {MAX_ALERT_THRESHOLDS} alert thresholds may be set"
@@ -232,8 +232,8 @@ pub fn thresholds_from_text(text: &str) -> Option<Vec<u8>> {
     }
     let parsed = text
         .split(',')
-        .map(|t| t.trim().parse::<u32>().ok())
-        .collect::<Option<Vec<u32>>>()?;
+        .map(|t| t.trim().parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
     normalise_thresholds(&parsed).ok()
 }
 
@@ -356,6 +356,7 @@ mod tests {
         assert!(normalise_thresholds(&[101]).is_err());
         assert!(normalise_thresholds(&[50, 50]).is_err());
         assert!(normalise_thresholds(&(1..=11).collect::<Vec<_>>()).is_err());
+        assert!(normalise_thresholds(&[u64::MAX]).is_err());
         assert_eq!(thresholds_from_text("50,80,100"), Some(vec![50, 80, 100]));
         assert_eq!(thresholds_from_text(""), Some(vec![]));
         assert_eq!(thresholds_from_text("50,x"), None);

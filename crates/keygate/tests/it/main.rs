@@ -14,6 +14,7 @@ mod counters;
 mod failover;
 mod governance;
 mod lifecycle;
+mod limits;
 mod policy;
 mod provider_credentials;
 mod routing;
