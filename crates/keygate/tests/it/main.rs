@@ -19,3 +19,4 @@ mod store;
 mod streaming;
 mod tenancy;
 mod translation;
+mod usage;
