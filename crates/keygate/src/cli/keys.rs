@@ -331,6 +331,8 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             let rows = answer["data"].as_array().cloned().unwrap_or_default();
             match format {
                 Format::Json => print(format, &answer, &[], &[]),
+                // The revoked keys alone, so the output is one CSV document.
+                Format::Csv => print(format, &answer, &rows, COLUMNS),
                 Format::Table => {
                     print(format, &answer, &rows, COLUMNS);
                     println!(
