@@ -81,6 +81,8 @@ pub enum Format {
     Table,
     /// JSON for programs.
     Json,
+    /// CSV for spreadsheets: a header line, then one record a row.
+    Csv,
 }
 
 /// Parse the command line and run it.

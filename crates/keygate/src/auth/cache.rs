@@ -437,6 +437,27 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_carries_its_keys_tenancy_for_the_ledger() {
+        let c = cache();
+        let secret = key::generate("live");
+        let mut rec = record(&c, secret.expose_secret(), "key_a");
+        rec.owner = Some("alice@example.com".into());
+        rec.project_id = Some("proj_a".into());
+        rec.org_id = Some("org_a".into());
+        c.upsert(&rec);
+        let entry = c.verify(secret.expose_secret(), 10).unwrap();
+        assert_eq!(entry.owner.as_deref(), Some("alice@example.com"));
+        assert_eq!(entry.project_id.as_deref(), Some("proj_a"));
+        assert_eq!(entry.org_id.as_deref(), Some("org_a"));
+        // A key moved to another project is attributed there from then on.
+        rec.project_id = Some("proj_b".into());
+        rec.updated_at = 1;
+        c.upsert(&rec);
+        let entry = c.verify(secret.expose_secret(), 10).unwrap();
+        assert_eq!(entry.project_id.as_deref(), Some("proj_b"));
+    }
+
+    #[test]
     fn keys_with_the_same_allowlist_share_one_compiled_copy() {
         let c = cache();
         let (a, b, d) = (

@@ -355,6 +355,8 @@ pub(super) async fn run(command: KeysCommand, target: &Target) -> anyhow::Result
             let rows = answer["data"].as_array().cloned().unwrap_or_default();
             match format {
                 Format::Json => print(format, &answer, &[], &[]),
+                // The revoked keys alone, so the output is one CSV document.
+                Format::Csv => print(format, &answer, &rows, COLUMNS),
                 Format::Table => {
                     print(format, &answer, &rows, COLUMNS);
                     println!(
@@ -397,11 +399,11 @@ async fn key_action(
     Ok(())
 }
 
-/// The answer as a table shows it (with its budget cell), or as it came for
-/// JSON.
+/// The answer as a table or CSV shows it (with its budget cell), or as it
+/// came for JSON.
 fn table_row(format: Format, answer: Value) -> Value {
     match format {
-        Format::Table => with_limit_cells(answer),
+        Format::Table | Format::Csv => with_limit_cells(answer),
         Format::Json => answer,
     }
 }

@@ -22,3 +22,4 @@ mod store;
 mod streaming;
 mod tenancy;
 mod translation;
+mod usage;

@@ -152,3 +152,55 @@ async fn upstream_failures_map_to_gateway_errors_without_upstream_text() {
     );
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn a_stream_abandoned_half_way_is_billed_for_what_was_delivered() {
+    let gw = TestGateway::start(
+        crate::support::Backend::Sqlite,
+        MockOptions {
+            chunk_delay_ms: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (id, key) = gw.create_key(json!({"name": "half"})).await;
+    let response = gw.chat(&key, chat_body(true)).await;
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    // Read until the first words of the answer arrive, then hang up: the
+    // provider's usage (sent only at the end) never comes.
+    let mut received = Vec::new();
+    while !String::from_utf8_lossy(&received).contains("\"content\":\"Hello") {
+        received.extend_from_slice(&stream.next().await.unwrap().unwrap());
+    }
+    drop(stream);
+    gw.ledger_rows(1).await;
+    let events = gw.events_of(&id).await;
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(
+        (event.status, event.error_code.as_deref()),
+        (499, Some("client_closed_request"))
+    );
+    // The whole answer is 9 words; the client saw at least the first.
+    assert!(
+        (1..9).contains(&event.completion_tokens),
+        "completion estimated from the deltas delivered: {}",
+        event.completion_tokens
+    );
+    // No usage arrived: the prompt is estimated from the request's text,
+    // "user" and "count the words here", 24 characters / 4.
+    assert_eq!(event.prompt_tokens, 6);
+    let price = *keygate::ledger::pricing::Prices::shipped()
+        .unwrap()
+        .price("openai", "gpt-4o-mini")
+        .unwrap();
+    let expected = price.cost(&keygate::ledger::pricing::TokenCount {
+        prompt: 6,
+        cached: 0,
+        completion: event.completion_tokens as u64,
+    });
+    assert!(expected > 0);
+    assert_eq!(event.cost_nanos, expected, "billed at the shipped price");
+    gw.finish().await;
+}
