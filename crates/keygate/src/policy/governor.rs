@@ -525,12 +525,21 @@ impl Governor {
             return;
         };
         for threshold in crossed {
-            let mut dedupe = format!("budget:{}:{threshold}", rule.slot.counter);
+            // Once per budget, window, limit and threshold: an unrelated
+            // change to the key (which starts a fresh counter) does not
+            // alert again, a new limit may.
+            let occasion = format!(
+                "{}:{}:{}",
+                rule.slot.subject.name(),
+                rule.window.label,
+                rule.slot.limit
+            );
+            let mut dedupe = format!("budget:{occasion}:{threshold}");
             if dedupe.len() > 256 {
                 use sha2::Digest;
                 dedupe = format!(
                     "budget:{}:{threshold}",
-                    hex::encode(sha2::Sha256::digest(rule.slot.counter.as_bytes()))
+                    hex::encode(sha2::Sha256::digest(occasion.as_bytes()))
                 );
             }
             {
