@@ -628,8 +628,6 @@ async fn start_governor(
         Some(alerts.clone()),
     ));
     governor.apply(store.subject_limits_changed_since(0).await?);
-    // The tokenizer takes a moment to load; not on the first request.
-    tokio::task::spawn_blocking(crate::policy::estimate::warm_up);
     Ok(governor)
 }
 

@@ -7,7 +7,7 @@
 //! providers' tokenizers differ by a few percent, which is the estimate
 //! error the budget tests allow for.
 
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 use tiktoken_rs::CoreBPE;
 
 /// Bodies above this are not tokenized: a byte-level BPE never makes more
@@ -15,25 +15,47 @@ use tiktoken_rs::CoreBPE;
 /// nothing to compute.
 const TOKENIZE_UP_TO: usize = 256 * 1024;
 
-fn encoding() -> Option<&'static CoreBPE> {
-    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    BPE.get_or_init(|| match tiktoken_rs::o200k_base() {
+static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+
+fn load() -> Option<CoreBPE> {
+    match tiktoken_rs::o200k_base() {
         Ok(bpe) => Some(bpe),
         Err(error) => {
             tracing::error!(%error, "the o200k tokenizer could not be loaded; prompts are estimated by their byte count");
             None
         }
-    })
-    .as_ref()
+    }
 }
 
-/// Load the tokenizer now (it takes a moment), so the first limited
-/// request does not pay for it.
+/// Load the tokenizer now, blocking (tests; a gateway loads it in the
+/// background on the first estimate instead).
 pub fn warm_up() {
-    let _ = encoding();
+    let _ = BPE.get_or_init(load);
 }
 
-/// Tokens a request body will count as input, at most.
+/// The tokenizer, once loaded. The first call starts loading it on a
+/// thread of its own: its tables take tens of megabytes and a moment to
+/// build, which a gateway without token-based limits should not pay, and a
+/// request should not wait for.
+fn encoding() -> Option<&'static CoreBPE> {
+    static STARTED: Once = Once::new();
+    if let Some(loaded) = BPE.get() {
+        return loaded.as_ref();
+    }
+    STARTED.call_once(|| {
+        if let Err(error) = std::thread::Builder::new()
+            .name("keygate-tokenizer".into())
+            .spawn(warm_up)
+        {
+            tracing::error!(%error, "could not start loading the tokenizer");
+        }
+    });
+    None
+}
+
+/// Tokens a request body will count as input, at most. Until the tokenizer
+/// is loaded (and for huge bodies) the byte count stands in: a safe upper
+/// bound, larger than the real count.
 pub fn prompt_tokens(body: &[u8]) -> u64 {
     let bytes = body.len() as u64;
     if body.len() > TOKENIZE_UP_TO {
@@ -89,6 +111,7 @@ mod tests {
 
     #[test]
     fn a_prompt_estimate_is_at_least_the_tokens_of_its_text() {
+        warm_up();
         let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the whole wide world, politely."}]}"#;
         let estimate = prompt_tokens(body);
         assert!(estimate >= 10, "{estimate}");
@@ -97,6 +120,7 @@ mod tests {
 
     #[test]
     fn a_huge_body_is_bounded_by_its_bytes() {
+        warm_up();
         let body = vec![b'a'; TOKENIZE_UP_TO + 1];
         assert_eq!(prompt_tokens(&body), body.len() as u64);
     }

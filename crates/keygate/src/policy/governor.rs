@@ -62,28 +62,52 @@ pub struct KeyView<'a> {
     pub version: i64,
 }
 
+/// What a budget rule limits: a period's spend, or a prepaid balance.
+#[derive(Clone, Copy, Debug)]
+enum RuleKind {
+    Period(Period),
+    Prepaid,
+}
+
 /// A budget that applies to a request, with what its alerts need.
 #[derive(Clone, Debug)]
 struct BudgetRule {
     slot: BudgetSlot,
-    /// "The monthly budget of project proj_x", for messages.
-    name: String,
+    kind: RuleKind,
     thresholds: Vec<u8>,
     owner: Option<String>,
     window: Window,
+}
+
+impl BudgetRule {
+    /// "the monthly budget of project proj_x ($50.00)", for messages; built
+    /// only when a message needs it, not per request.
+    fn name(&self) -> String {
+        let subject = self.slot.subject.describe();
+        let limit = usd(self.slot.limit);
+        match self.kind {
+            RuleKind::Period(period) => format!(
+                "the {} budget of {subject} ({limit})",
+                period_adjective(period)
+            ),
+            RuleKind::Prepaid => format!("the prepaid balance of {subject} ({limit})"),
+        }
+    }
 }
 
 /// The limits that apply to one request.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     concurrency: Vec<ConcurrencySlot>,
-    /// Names of the concurrency slots' subjects, for messages.
-    concurrency_names: Vec<String>,
+    /// Whose each concurrency slot is, for messages.
+    concurrency_subjects: Vec<Subject>,
     /// Request-rate slots (cost 1).
     requests: Vec<RateSlot>,
     /// Token-rate slots (cost filled in at admission).
     tokens: Vec<RateSlot>,
-    rate_names: Vec<String>,
+    /// Whose each request-rate slot is, then each token-rate slot.
+    request_subjects: Vec<Subject>,
+    token_subjects: Vec<Subject>,
     budgets: Vec<BudgetRule>,
 }
 
@@ -193,12 +217,6 @@ impl Governor {
         owner: Option<&str>,
     ) -> BudgetRule {
         let window = window(budget.period, now_ms, self.config.timezone);
-        let name = format!(
-            "the {} budget of {} ({})",
-            period_adjective(budget.period),
-            subject.describe(),
-            usd(budget.limit)
-        );
         BudgetRule {
             slot: BudgetSlot {
                 counter: format!("{}:{}:{}", subject.name(), window.label, version),
@@ -207,7 +225,7 @@ impl Governor {
                 until_ms: window.until_ms,
                 limit: budget.limit,
             },
-            name,
+            kind: RuleKind::Period(budget.period),
             thresholds: budget
                 .alert_thresholds
                 .clone()
@@ -232,7 +250,7 @@ impl Governor {
                 counter: format!("{name}:concurrent"),
                 max,
             });
-            plan.concurrency_names.push(subject.describe());
+            plan.concurrency_subjects.push(subject.clone());
         }
         if let Some(rpm) = limits.rpm {
             plan.requests.push(RateSlot {
@@ -240,10 +258,7 @@ impl Governor {
                 per_minute: u64::from(rpm),
                 cost: 1,
             });
-            plan.rate_names.push(format!(
-                "{rpm} requests per minute on {}",
-                subject.describe()
-            ));
+            plan.request_subjects.push(subject.clone());
         }
         if let Some(tpm) = limits.tpm {
             plan.tokens.push(RateSlot {
@@ -251,6 +266,7 @@ impl Governor {
                 per_minute: tpm,
                 cost: 0,
             });
+            plan.token_subjects.push(subject.clone());
         }
         if let Some(budget) = &limits.budget {
             plan.budgets
@@ -308,11 +324,7 @@ impl Governor {
                         until_ms: None,
                         limit: prepaid,
                     },
-                    name: format!(
-                        "the prepaid balance of {} ({})",
-                        subject.describe(),
-                        usd(prepaid)
-                    ),
+                    kind: RuleKind::Prepaid,
                     thresholds: self.config.alert_thresholds.clone(),
                     owner: key.owner.map(str::to_string),
                     window: Window {
@@ -398,13 +410,16 @@ impl Governor {
             Refusal::Concurrency { index } => {
                 let max = plan.concurrency.get(index).map_or(0, |s| s.max);
                 let who = plan
-                    .concurrency_names
+                    .concurrency_subjects
                     .get(index)
-                    .cloned()
+                    .map(Subject::describe)
                     .unwrap_or_default();
                 ApiError::rate_limited(
                     "concurrency_limit_exceeded",
-                    format!("{who} allows {max} requests at once; wait for one to finish."),
+                    format!(
+                        "{} allows {max} requests at once; wait for one to finish.",
+                        capitalise(&who)
+                    ),
                     Some(1),
                 )
             }
@@ -414,18 +429,14 @@ impl Governor {
             } => {
                 let slot = rates.get(index);
                 let per_minute = slot.map_or(0, |s| s.per_minute);
-                let is_tokens = index >= plan.requests.len();
-                let who = if is_tokens {
-                    let subject = slot
-                        .map(|s| s.counter.rsplitn(3, ':').nth(2).unwrap_or("").to_string())
-                        .unwrap_or_default();
-                    format!(
-                        "{per_minute} tokens per minute on {}",
-                        subject.replacen(':', " ", 1)
-                    )
-                } else {
-                    plan.rate_names.get(index).cloned().unwrap_or_default()
+                let (unit, subject) = match index.checked_sub(plan.requests.len()) {
+                    Some(token_index) => ("tokens", plan.token_subjects.get(token_index)),
+                    None => ("requests", plan.request_subjects.get(index)),
                 };
+                let who = format!(
+                    "{per_minute} {unit} per minute on {}",
+                    subject.map(Subject::describe).unwrap_or_default()
+                );
                 match retry_after_ms {
                     Some(ms) => ApiError::rate_limited(
                         "rate_limit_exceeded",
@@ -453,7 +464,7 @@ impl Governor {
                 let Some(rule) = plan.budgets.get(index) else {
                     return ApiError::budget_exceeded("A budget of this key is exhausted.");
                 };
-                let mut message = format!("{} is exhausted", capitalise(&rule.name));
+                let mut message = format!("{} is exhausted", capitalise(&rule.name()));
                 message.push_str(&format!(": {} spent", usd(spent)));
                 if reserved > 0 {
                     message.push_str(&format!(", {} held by requests in flight", usd(reserved)));
@@ -555,7 +566,7 @@ impl Governor {
                 "budget.threshold",
                 format!(
                     "{} has reached {threshold}%: {} spent of {} ({}).",
-                    capitalise(&rule.name),
+                    capitalise(&rule.name()),
                     usd(spent),
                     usd(limit),
                     rule.window.label
@@ -643,24 +654,36 @@ fn tightest(states: &[RateState]) -> Option<RateState> {
         .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset_ms)))
 }
 
+/// OpenAI's rate-limit headers: limit, remaining, reset; for requests, then
+/// tokens.
+const RATE_HEADERS: [[&str; 3]; 2] = [
+    [
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    ],
+    [
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+    ],
+];
+
 fn rate_headers(requests: &[RateState], tokens: &[RateState]) -> Vec<(HeaderName, HeaderValue)> {
-    let mut headers = Vec::new();
-    for (kind, state) in [
-        ("requests", tightest(requests)),
-        ("tokens", tightest(tokens)),
-    ] {
+    let mut headers = Vec::with_capacity(6);
+    for (names, state) in RATE_HEADERS
+        .iter()
+        .zip([tightest(requests), tightest(tokens)])
+    {
         let Some(state) = state else { continue };
-        for (name, value) in [
-            ("limit", state.limit.to_string()),
-            ("remaining", state.remaining.to_string()),
-            ("reset", reset_text(state.reset_ms)),
-        ] {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(format!("x-ratelimit-{name}-{kind}")),
-                HeaderValue::try_from(value),
-            ) {
-                headers.push((name, value));
-            }
+        let values = [
+            HeaderValue::from(state.limit),
+            HeaderValue::from(state.remaining),
+            HeaderValue::try_from(reset_text(state.reset_ms))
+                .unwrap_or(HeaderValue::from_static("0ms")),
+        ];
+        for (name, value) in names.iter().zip(values) {
+            headers.push((HeaderName::from_static(name), value));
         }
     }
     headers
