@@ -12,7 +12,7 @@ use crate::auth::{KeyEntry, KeyKind};
 use crate::error::{ApiError, ErrorShape};
 use crate::ledger::UsageEvent;
 use crate::policy::estimate;
-use crate::policy::governor::{Demand, KeyView, Permit};
+use crate::policy::governor::{Demand, KeyView, Permit, Precision};
 use crate::providers::{Call, Failure, Operation, Registry, Route};
 use crate::server::AppState;
 use crate::translate::{self, Format};
@@ -479,30 +479,41 @@ async fn admit(
     if plan.is_empty() {
         return Ok(None);
     }
-    let demand = if plan.needs_estimate() {
-        let prompt = estimate::prompt_tokens(bytes);
-        let completion = if op == Operation::Embeddings {
-            0
-        } else {
-            estimate::completion_tokens(bytes, state.governor.default_max_tokens())
+    if !plan.needs_estimate() {
+        return state
+            .governor
+            .admit(plan, lease, |_| Demand::default(), now)
+            .await
+            .map(Some);
+    }
+    estimate::prepare();
+    let completion = if op == Operation::Embeddings {
+        0
+    } else {
+        estimate::completion_tokens(bytes, state.governor.default_max_tokens())
+    };
+    // The dearest route prices the worst case: failover may land there.
+    let prices: Vec<_> = routes
+        .iter()
+        .filter_map(|r| {
+            state
+                .prices
+                .price_for(&r.provider.name, &r.upstream_model, model)
+        })
+        .collect();
+    let demand = |precision: Precision| {
+        let prompt = match precision {
+            Precision::Bound => bytes.len() as u64,
+            Precision::Tokenized => estimate::prompt_tokens(bytes),
         };
-        // The dearest route prices the worst case: failover may land there.
-        let cost = routes
-            .iter()
-            .filter_map(|r| {
-                state
-                    .prices
-                    .price_for(&r.provider.name, &r.upstream_model, model)
-            })
-            .map(|price| price.worst_case(prompt, completion))
-            .max()
-            .unwrap_or(0);
         Demand {
             tokens: prompt.saturating_add(completion),
-            cost,
+            cost: prices
+                .iter()
+                .map(|price| price.worst_case(prompt, completion))
+                .max()
+                .unwrap_or(0),
         }
-    } else {
-        Demand::default()
     };
     state
         .governor

@@ -33,14 +33,22 @@ pub fn warm_up() {
     let _ = BPE.get_or_init(load);
 }
 
-/// The tokenizer, once loaded. The first call starts loading it on a
-/// thread of its own: its tables take tens of megabytes and a moment to
-/// build, which a gateway without token-based limits should not pay, and a
-/// request should not wait for.
+/// The tokenizer, once loaded; the first call starts loading it.
 fn encoding() -> Option<&'static CoreBPE> {
-    static STARTED: Once = Once::new();
     if let Some(loaded) = BPE.get() {
         return loaded.as_ref();
+    }
+    prepare();
+    None
+}
+
+/// Start loading the tokenizer on a thread of its own, once: its tables
+/// take tens of megabytes and a moment to build, which a gateway without
+/// budgets or token rates should not pay, and a request should not wait for.
+pub fn prepare() {
+    static STARTED: Once = Once::new();
+    if BPE.get().is_some() {
+        return;
     }
     STARTED.call_once(|| {
         if let Err(error) = std::thread::Builder::new()
@@ -50,7 +58,6 @@ fn encoding() -> Option<&'static CoreBPE> {
             tracing::error!(%error, "could not start loading the tokenizer");
         }
     });
-    None
 }
 
 /// Tokens a request body will count as input, at most. Until the tokenizer

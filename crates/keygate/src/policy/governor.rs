@@ -126,6 +126,23 @@ impl Plan {
     }
 }
 
+/// How a request's prompt was sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// A cheap upper bound (the body's byte count).
+    Bound,
+    /// Counted with the tokenizer.
+    Tokenized,
+}
+
+/// An admission that did not pass.
+enum Attempt {
+    /// A limit refused it (nothing was taken).
+    Refused(Refusal, Vec<RateSlot>, Plan),
+    /// The counters failed.
+    Failed(ApiError),
+}
+
 /// What an admission reserves for one request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Demand {
@@ -347,13 +364,53 @@ impl Governor {
     /// rate or concurrency limit (with `Retry-After`), 402
     /// `budget_exceeded` naming the budget, 503 when the counters cannot be
     /// reached (limits fail closed).
+    ///
+    /// `demand` gives the request's demand from a cheap upper bound of its
+    /// prompt (`Precision::Bound`) or from the tokenizer
+    /// (`Precision::Tokenized`). The bound is tried first: far from every
+    /// limit it admits the request without tokenizing (the settlement
+    /// corrects token rates to the real count); only a budget or token rate
+    /// it would exhaust is asked again with the tokenized, smaller demand.
     pub async fn admit(
+        self: &Arc<Self>,
+        plan: Plan,
+        lease: &str,
+        demand: impl Fn(Precision) -> Demand,
+        now_ms: i64,
+    ) -> Result<Permit, ApiError> {
+        let bound = demand(Precision::Bound);
+        match self.try_admit(plan.clone(), lease, bound, now_ms).await {
+            Err(Attempt::Refused(refusal, rates, plan))
+                if matches!(refusal, Refusal::Budget { .. })
+                    || matches!(refusal, Refusal::Rate { index, .. } if index >= plan.requests.len()) =>
+            {
+                let tokenized = demand(Precision::Tokenized);
+                if tokenized.tokens >= bound.tokens && tokenized.cost >= bound.cost {
+                    return Err(self.refusal(&plan, &rates, refusal, bound));
+                }
+                match self.try_admit(plan, lease, tokenized, now_ms).await {
+                    Ok(permit) => Ok(permit),
+                    Err(Attempt::Refused(refusal, rates, plan)) => {
+                        Err(self.refusal(&plan, &rates, refusal, tokenized))
+                    }
+                    Err(Attempt::Failed(error)) => Err(error),
+                }
+            }
+            Ok(permit) => Ok(permit),
+            Err(Attempt::Refused(refusal, rates, plan)) => {
+                Err(self.refusal(&plan, &rates, refusal, bound))
+            }
+            Err(Attempt::Failed(error)) => Err(error),
+        }
+    }
+
+    async fn try_admit(
         self: &Arc<Self>,
         mut plan: Plan,
         lease: &str,
         demand: Demand,
         now_ms: i64,
-    ) -> Result<Permit, ApiError> {
+    ) -> Result<Permit, Attempt> {
         let tokens = i64::try_from(demand.tokens).unwrap_or(i64::MAX);
         for slot in &mut plan.tokens {
             slot.cost = tokens;
@@ -385,16 +442,16 @@ impl Governor {
                     done: false,
                 })
             }
-            Err(AdmitError::Refused(refusal)) => Err(self.refusal(&plan, &rates, refusal, demand)),
+            Err(AdmitError::Refused(refusal)) => Err(Attempt::Refused(refusal, rates, plan)),
             Err(AdmitError::Backend(error)) => {
                 tracing::error!(%error, "limit counters unavailable; refusing the request");
-                Err(ApiError {
+                Err(Attempt::Failed(ApiError {
                     retry_after: Some(1),
                     ..ApiError::unavailable_code(
                         "limits_unavailable",
                         "The gateway cannot check this key's limits right now; retry shortly.",
                     )
-                })
+                }))
             }
         }
     }

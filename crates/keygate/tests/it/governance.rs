@@ -576,3 +576,34 @@ async fn budget_thresholds_alert_once_each_signed_and_retried() {
     assert_eq!(thresholds.len(), 3, "{thresholds:?}");
     gateway.finish().await;
 }
+
+#[tokio::test]
+async fn a_prompt_its_byte_count_would_refuse_is_tokenized_before_a_402() {
+    // The byte count bounds a prompt's tokens cheaply; near a budget's edge
+    // the tokenizer's smaller count decides. Input costs $1,000 per million
+    // tokens here, output nothing.
+    keygate::policy::estimate::warm_up();
+    const INPUT_PRICED: &str = r#"
+[prices."gpt-4o-mini"]
+input = 1000.0
+output = 0.0
+"#;
+    let gateway = TestGateway::start_with(Backend::Sqlite, MockOptions::default(), |_| {
+        (INPUT_PRICED.into(), BTreeMap::new())
+    })
+    .await;
+    let (_, key) = gateway
+        .create_key(json!({"name": "edge", "budget_usd": 0.05, "budget_period": "day"}))
+        .await;
+    let short = body();
+    let bytes = serde_json::to_vec(&short).unwrap().len();
+    // The byte bound alone would reserve more than the whole budget.
+    assert!(bytes as f64 * 0.001 > 0.05, "{bytes} bytes");
+    assert_eq!(gateway.chat(&key, short).await.status(), 200);
+    // A prompt whose tokens alone cost more than the budget is refused.
+    let mut long = body();
+    long["messages"][0]["content"] = json!("many different words here ".repeat(20));
+    let refused = gateway.chat(&key, long).await;
+    assert_eq!(refused.status(), 402);
+    gateway.finish().await;
+}
