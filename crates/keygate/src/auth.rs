@@ -4,7 +4,10 @@
 pub mod cache;
 pub mod extract;
 pub mod key;
+pub mod oauth;
 pub mod pepper;
+pub mod signing;
+pub mod token;
 
 pub use cache::{KeyCache, KeyEntry, ModelAllowlist};
 pub use key::{KeyKind, ParsedKey};

@@ -47,6 +47,7 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 
 mod alerts;
 pub mod limits;
+pub mod oauth;
 mod provider;
 
 pub use alerts::{
@@ -122,6 +123,9 @@ pub struct RawConfig {
     /// `[limits]`: budget reckoning and reservations.
     #[serde(default)]
     pub limits: limits::RawLimits,
+    /// `[oauth]`: the token issuer.
+    #[serde(default)]
+    pub oauth: oauth::RawOAuth,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -185,6 +189,8 @@ pub struct Config {
     pub limits: crate::policy::governor::GovernorConfig,
     /// Where limit counters live (in process, or Redis).
     pub counters: limits::CountersConfig,
+    /// The OAuth token issuer.
+    pub oauth: oauth::OAuthConfig,
     /// Validated price entries (nanodollars per million tokens) laid over
     /// the shipped table, by model name or glob.
     pub prices: BTreeMap<String, crate::ledger::pricing::Price>,
@@ -408,6 +414,7 @@ impl Config {
         let (limits, counters) =
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
+        let oauth = oauth::validate(raw.oauth, listen, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -483,6 +490,7 @@ impl Config {
             alerts,
             limits,
             counters,
+            oauth,
             prices,
         })
     }

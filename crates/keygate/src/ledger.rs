@@ -55,6 +55,11 @@ pub struct UsageEvent {
     /// The key's organisation when the request was made.
     #[serde(default)]
     pub org_id: Option<String>,
+    /// The access token the request presented (its `jti`), when it came
+    /// with a token rather than a key; `key_id` is then the credential the
+    /// token was minted under, which its spend counts against.
+    #[serde(default)]
+    pub token_id: Option<String>,
     /// Status returned to the client (499: client went away).
     pub status: u16,
     /// Refusal or failure reason.

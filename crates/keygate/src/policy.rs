@@ -80,6 +80,25 @@ impl Scopes {
     pub fn allows(self, scope: Scope) -> bool {
         self.0 == 0 || self.0 & scope.bit() != 0
     }
+
+    /// Every route family (none listed).
+    pub fn is_all(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every route these allow, `parent` allows too.
+    pub fn within(self, parent: Scopes) -> bool {
+        parent.0 == 0 || (self.0 != 0 && self.0 & !parent.0 == 0)
+    }
+
+    /// The names of the scopes held (empty: every route).
+    pub fn names(self) -> Vec<&'static str> {
+        Scope::ALL
+            .iter()
+            .filter(|(s, _)| self.0 & s.bit() != 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
 }
 
 /// The networks a key may be used from; empty means anywhere.

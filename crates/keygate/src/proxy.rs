@@ -12,7 +12,7 @@ use crate::auth::{KeyEntry, KeyKind};
 use crate::error::{ApiError, ErrorShape};
 use crate::ledger::UsageEvent;
 use crate::policy::estimate;
-use crate::policy::governor::{Demand, KeyView, Permit, Precision};
+use crate::policy::governor::{Demand, KeyView, Permit, Precision, TokenView};
 use crate::providers::{Call, Failure, Operation, Registry, Route};
 use crate::server::AppState;
 use crate::translate::{self, Format};
@@ -126,6 +126,7 @@ pub fn arriving(
         owner: None,
         project_id: None,
         org_id: None,
+        token_id: None,
         status: 0,
         error_code: None,
         latency_ms: 0,
@@ -142,25 +143,107 @@ fn elapsed_ms(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Verify the credential on a data-plane request and the key's policy for
-/// this route family and this client's network.
+/// Who is calling: a key, or a token minted under a key record.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key, or the key record the token was minted under: its policy,
+    /// limits and budgets govern the request.
+    pub key: Arc<KeyEntry>,
+    /// The access token presented, if the caller used one.
+    pub token: Option<Arc<crate::auth::token::TokenGrant>>,
+}
+
+impl Caller {
+    /// May the caller name `requested`, routed to `canonical`? The key's
+    /// allowlist, narrowed by the token's.
+    pub fn allows_model(&self, requested: &str, canonical: &str) -> bool {
+        self.key.models.allows(requested, canonical)
+            && self
+                .token
+                .as_ref()
+                .is_none_or(|t| t.allows_model(requested, canonical))
+    }
+
+    /// Record the caller on the request's ledger row.
+    pub fn mark(&self, event: &mut UsageEvent) {
+        event.set_key(&self.key);
+        event.token_id = self.token.as_ref().map(|t| t.claims.jti.clone());
+    }
+}
+
+/// Verify the credential on a data-plane request (a keygate key, or an
+/// access token), then the policy for this route family and this client's
+/// network.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
     peer: SocketAddr,
     scope: crate::policy::Scope,
-) -> Result<Arc<KeyEntry>, ApiError> {
+) -> Result<Caller, ApiError> {
     refuse_credential_in_query(query)?;
-    let key = state
-        .keys
-        .verify(required_credential(headers)?, crate::time::now_ms())?;
-    if key.kind != KeyKind::Data {
-        return Err(ApiError::forbidden(
-            "wrong_credential_kind",
-            "Admin credentials cannot call models; use a keygate API key.",
-        ));
-    }
+    let presented = required_credential(headers)?;
+    let now = crate::time::now_ms();
+    let caller = if crate::auth::token::looks_like_jwt(presented) {
+        let grant = state
+            .tokens
+            .verify(presented, now)
+            .map_err(crate::auth::token::TokenError::to_api_error)?;
+        // The key record is looked up on every use: revoking, suspending
+        // or narrowing it holds for its tokens at once.
+        let key = state
+            .keys
+            .by_id(&grant.claims.kg_key)
+            .filter(|k| k.kind.mints_tokens())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "invalid_token",
+                    "The credential this access token was issued under no longer exists.",
+                )
+            })?;
+        crate::auth::cache::usable(&key, now).map_err(|e| {
+            ApiError::unauthorized(
+                if e.code == "expired_api_key" {
+                    "expired_token"
+                } else {
+                    "revoked_token"
+                },
+                format!(
+                    "The credential this access token was issued under is no longer valid: {}",
+                    e.message
+                ),
+            )
+        })?;
+        if !grant.scope.routes.allows(scope) {
+            return Err(ApiError::forbidden(
+                "scope_not_allowed",
+                format!(
+                    "This access token's scope does not include '{}' routes.",
+                    scope.name()
+                ),
+            ));
+        }
+        Caller {
+            key,
+            token: Some(grant),
+        }
+    } else {
+        let key = state.keys.verify(presented, now)?;
+        if key.kind != KeyKind::Data {
+            return Err(ApiError::forbidden(
+                "wrong_credential_kind",
+                match key.kind {
+                    KeyKind::Client => {
+                        "An OAuth client secret cannot call models; exchange it for an access \
+                         token at /oauth/token (client_credentials)."
+                    }
+                    _ => "Admin credentials cannot call models; use a keygate API key.",
+                },
+            ));
+        }
+        Caller { key, token: None }
+    };
+    let key = &caller.key;
     if !key.scopes.allows(scope) {
         return Err(ApiError::forbidden(
             "scope_not_allowed",
@@ -177,7 +260,7 @@ pub fn authenticate(
             format!("This API key may not be used from {client}."),
         ));
     }
-    Ok(key)
+    Ok(caller)
 }
 
 /// The model and streaming choice of a route that carries them in its path.
@@ -263,8 +346,9 @@ async fn proxy(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let key = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
-    event.set_key(&key);
+    let caller = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
+    caller.mark(event);
+    let key = &caller.key;
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;
     let head = match &path_model {
@@ -287,12 +371,12 @@ async fn proxy(
     // configured, so a key cannot probe which models the gateway serves.
     let routes = match state.registry.resolve(&head.model, op) {
         Ok(routes) => routes,
-        Err(_) if !key.models.allows(&head.model, &head.model) => return Err(not_allowed()),
+        Err(_) if !caller.allows_model(&head.model, &head.model) => return Err(not_allowed()),
         Err(error) => return Err(error),
     };
     let routes: Vec<Route> = routes
         .into_iter()
-        .filter(|r| key.models.allows(&head.model, &r.canonical))
+        .filter(|r| caller.allows_model(&head.model, &r.canonical))
         .collect();
     if routes.is_empty() {
         return Err(not_allowed());
@@ -316,7 +400,7 @@ async fn proxy(
 
     let mut permit = admit(
         state,
-        &key,
+        &caller,
         op,
         &bytes,
         &head.model,
@@ -459,7 +543,7 @@ struct Answer<'a> {
 /// budget), or refuse it. `None` when nothing limits the key.
 async fn admit(
     state: &AppState,
-    key: &KeyEntry,
+    caller: &Caller,
     op: Operation,
     bytes: &[u8],
     model: &str,
@@ -467,6 +551,7 @@ async fn admit(
     lease: &str,
 ) -> Result<Option<Permit>, ApiError> {
     let now = crate::time::now_ms();
+    let key = &caller.key;
     let view = KeyView {
         id: &key.id,
         owner: key.owner.as_deref(),
@@ -474,6 +559,13 @@ async fn admit(
         org_id: key.org_id.as_deref(),
         limits: key.limits.as_deref(),
         version: key.limits_version,
+        token: caller.token.as_ref().and_then(|t| {
+            t.limits.as_ref().map(|limits| TokenView {
+                jti: &t.claims.jti,
+                limits,
+                issued_at: t.issued_at_ms(),
+            })
+        }),
     };
     let plan = state.governor.plan(&view, now);
     if plan.is_empty() {

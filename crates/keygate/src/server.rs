@@ -57,6 +57,9 @@ pub enum StartError {
     /// Alert channels.
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertError),
+    /// The token issuer's signing keys could not be loaded or created.
+    #[error(transparent)]
+    Signing(#[from] crate::auth::signing::SigningError),
     /// The price table.
     #[error(transparent)]
     Prices(#[from] crate::ledger::pricing::PriceError),
@@ -94,6 +97,10 @@ pub struct Shared {
     pub prices: crate::ledger::pricing::Prices,
     /// The limits stage: rates, concurrency, budgets.
     pub governor: Arc<crate::policy::governor::Governor>,
+    /// Access tokens: issuing, verifying, revocation.
+    pub tokens: Arc<crate::auth::token::Tokens>,
+    /// Trusted OIDC issuers' signing keys (token exchange).
+    pub federation: crate::auth::oauth::federation::IssuerKeys,
 }
 
 impl Deref for AppState {
@@ -124,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(crate::proxy::list_models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .merge(crate::auth::oauth::routes())
         .nest("/admin/v1", crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -253,13 +261,17 @@ async fn load_keys(store: &dyn Store, keys: &KeyCache) -> Result<(), crate::stor
 /// shutdown can tell when the last ledger handle is gone.
 fn spawn_key_refresh(
     store: Arc<dyn Store>,
-    keys: Arc<KeyCache>,
-    governor: Arc<crate::policy::governor::Governor>,
+    refreshed: Refreshed,
     every: Duration,
     loaded_at: i64,
     changed: Arc<tokio::sync::Notify>,
 ) {
     const OVERLAP_MS: i64 = 5_000;
+    let Refreshed {
+        keys,
+        governor,
+        tokens,
+    } = refreshed;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -269,6 +281,7 @@ fn spawn_key_refresh(
         // seconds at most, never forever (a bulk import of a million keys
         // must not be re-read every interval).
         let mut since = loaded_at.saturating_sub(OVERLAP_MS);
+        let mut purged_at = loaded_at;
         loop {
             // A change announced by another node refreshes at once; the
             // ticker bounds how long a lost announcement can go unnoticed.
@@ -277,26 +290,42 @@ fn spawn_key_refresh(
                 () = changed.notified() => {}
             }
             let poll_started = crate::time::now_ms();
-            let polled = match store.keys_changed_since(since).await {
-                Ok(records) => {
-                    for record in &records {
-                        keys.upsert(record);
-                    }
-                    // Owners', projects' and organisations' limits follow
-                    // the same clock.
-                    store.subject_limits_changed_since(since).await
+            let polled = async {
+                for record in &store.keys_changed_since(since).await? {
+                    keys.upsert(record);
                 }
-                Err(e) => Err(e),
+                // Revoked tokens follow the same clock.
+                tokens.apply_revocations(
+                    &store.revoked_tokens_since(since, poll_started).await?,
+                    poll_started,
+                );
+                // Owners', projects' and organisations' limits too.
+                store.subject_limits_changed_since(since).await
             };
-            match polled {
+            match polled.await {
                 Ok(limits) => {
                     governor.apply(limits);
                     since = since.max(poll_started.saturating_sub(OVERLAP_MS));
                 }
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; will retry"),
             }
+            // Revocations of expired tokens and used assertions are kept
+            // no longer than the tokens themselves.
+            if poll_started - purged_at > 600_000 {
+                purged_at = poll_started;
+                if let Err(e) = store.purge_expired_tokens(poll_started - 600_000).await {
+                    tracing::warn!(error = %e, "purging expired token rows failed");
+                }
+            }
         }
     });
+}
+
+/// What the key refresh keeps current.
+struct Refreshed {
+    keys: Arc<KeyCache>,
+    governor: Arc<crate::policy::governor::Governor>,
+    tokens: Arc<crate::auth::token::Tokens>,
 }
 
 /// Listen on PostgreSQL's `keygate_keys` channel (a trigger announces every
@@ -565,10 +594,25 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
             .await?;
     let governor = start_governor(&config, &store, &ledger, &alerts).await?;
+    let signing = crate::auth::signing::SigningKeys::start(
+        Arc::clone(&store),
+        credentials.clone(),
+        config.oauth.clone(),
+    )
+    .await?;
+    signing.spawn_refresh();
+    let tokens = Arc::new(crate::auth::token::Tokens::new(
+        signing,
+        config.oauth.clone(),
+    ));
+    tokens.apply_revocations(&store.revoked_tokens_since(0, loaded_at).await?, loaded_at);
     spawn_key_refresh(
         Arc::clone(&store),
-        Arc::clone(&keys),
-        Arc::clone(&governor),
+        Refreshed {
+            keys: Arc::clone(&keys),
+            governor: Arc::clone(&governor),
+            tokens: Arc::clone(&tokens),
+        },
         config.key_refresh_interval,
         loaded_at,
         changed,
@@ -583,6 +627,8 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         credentials,
         alerts,
         governor,
+        tokens,
+        federation: crate::auth::oauth::federation::IssuerKeys::new()?,
     })?;
     crate::lifecycle::spawn(
         crate::lifecycle::Lifecycle::new(&state),

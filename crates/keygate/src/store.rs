@@ -4,6 +4,7 @@
 
 mod alert_outbox;
 pub(crate) mod limits;
+pub(crate) mod oauth;
 mod organisations;
 mod provider_credentials;
 mod sql;
@@ -16,6 +17,9 @@ pub use alert_outbox::{
     NewAlertDelivery,
 };
 pub use limits::{BalanceTopUp, LimitStore, OwnerBudget};
+pub use oauth::{
+    OAuthStore, RevokedToken, ServiceAccountKeyRecord, SigningKeyRecord, TrustedIssuerRecord,
+};
 pub use organisations::{Organisation, OrganisationStore, Project, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use provider_credentials::{CredentialStore, ProviderCredentialRecord};
 
@@ -326,7 +330,14 @@ pub struct UsageTotal {
 /// Persistent state.
 #[async_trait::async_trait]
 pub trait Store:
-    CredentialStore + AlertStore + OrganisationStore + LimitStore + Send + Sync + std::fmt::Debug
+    CredentialStore
+    + AlertStore
+    + OrganisationStore
+    + LimitStore
+    + OAuthStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Which database this is, for logs.
     fn backend(&self) -> &'static str;

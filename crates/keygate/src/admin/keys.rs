@@ -460,11 +460,36 @@ pub(super) async fn create_key(
     request: Request,
 ) -> AdminResult {
     actor.require(Role::Member, "create keys")?;
+    let input: CreateKey = read_definition(request, "key definition").await?;
+    let (record, secret) = create_record(&state, &actor, input, KeyKind::Data).await?;
+    let now = record.created_at;
+    let mut view = key_view(&record, now, state.config.rotation_policy);
+    // The secret is shown exactly once, here.
+    view.key = Some(secret.expose_secret().to_string());
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Read a JSON key definition (at most 64 KiB).
+pub(super) async fn read_definition<T: serde::de::DeserializeOwned>(
+    request: Request,
+    what: &str,
+) -> Result<T, ShapedError> {
     let (parts, body) = request.into_parts();
     let bytes = crate::proxy::read_json_body(&parts.headers, body, 64 * 1024)
         .await
         .map_err(fail)?;
-    let input: CreateKey = parse_object(&bytes, "key definition")?;
+    parse_object(&bytes, what)
+}
+
+/// Validate a key definition and store a key record of `kind` (a data
+/// key, or the record behind an OAuth client, service account or trust
+/// rule); the record and its secret.
+pub(super) async fn create_record(
+    state: &AppState,
+    actor: &Actor,
+    input: CreateKey,
+    kind: KeyKind,
+) -> Result<(KeyRecord, secrecy::SecretString), ShapedError> {
     let name = input.name.as_str();
     validate_name(name)?;
     validate_models(&input.models)?;
@@ -493,10 +518,10 @@ pub(super) async fn create_key(
         }
         None => actor.identity.clone(),
     };
-    let project = target_project(&state, &actor, input.project.as_deref()).await?;
+    let project = target_project(state, actor, input.project.as_deref()).await?;
     let auto_rotate_webhook = input
         .auto_rotate_webhook
-        .map(|url| validate_rotation_webhook(&state, url))
+        .map(|url| validate_rotation_webhook(state, url))
         .transpose()?;
     let now = crate::time::now_ms();
     let expires_at = parse_expiry(input.expires.as_deref(), now)?;
@@ -526,7 +551,7 @@ pub(super) async fn create_key(
         auto_rotate_webhook,
         limits,
         ..KeyRecord::fresh(
-            KeyKind::Data,
+            kind,
             name.to_string(),
             &env,
             secret.expose_secret(),
@@ -540,11 +565,8 @@ pub(super) async fn create_key(
         .await
         .map_err(store_failed)?;
     state.keys.upsert(&record);
-    tracing::info!(key_id = %record.id, env = %record.env, "key created");
-    let mut view = key_view(&record, now, state.config.rotation_policy);
-    // The secret is shown exactly once, here.
-    view.key = Some(secret.expose_secret().to_string());
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    tracing::info!(key_id = %record.id, env = %record.env, kind = kind.as_str(), "key created");
+    Ok((record, secret))
 }
 
 /// Filters and paging of `GET /admin/v1/keys`.
@@ -680,7 +702,9 @@ async fn find_data_key(
         .get_key(id)
         .await
         .map_err(store_failed)?
-        .filter(|k| k.kind == KeyKind::Data && actor.sees_key(k))
+        // OAuth clients, service accounts and trust rules are key records
+        // too: their policy, limits and lifecycle are managed here.
+        .filter(|k| k.kind.mints_tokens() && actor.sees_key(k))
         .ok_or_else(not_found)
 }
 
@@ -875,11 +899,23 @@ pub(super) async fn revoke_keys(
         ..scoped_query(&actor, input.owner.clone(), input.project.clone())
     };
     let now = crate::time::now_ms();
-    let revoked = state
-        .store
-        .revoke_keys(KeyKind::Data, &query, now, &reason)
-        .await
-        .map_err(store_failed)?;
+    // Revoking a person (or a project) revokes every credential behind
+    // their tokens too.
+    let mut revoked = Vec::new();
+    for kind in [
+        KeyKind::Data,
+        KeyKind::Client,
+        KeyKind::ServiceAccount,
+        KeyKind::Workload,
+    ] {
+        revoked.extend(
+            state
+                .store
+                .revoke_keys(kind, &query, now, &reason)
+                .await
+                .map_err(store_failed)?,
+        );
+    }
     let mut admin_credentials = Vec::new();
     if actor.role == Role::Owner && input.owner.is_some() {
         // The caller's own credential is kept, so the call cannot lock its

@@ -307,26 +307,45 @@ impl KeyCache {
             .ok_or_else(|| {
                 ApiError::unauthorized("invalid_api_key", "The API key is not valid.")
             })?;
-        if entry.revoked_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::unauthorized(
-                "revoked_api_key",
-                "The API key has been revoked.",
-            ));
-        }
-        if entry.suspended {
-            return Err(ApiError::unauthorized(
-                "suspended_api_key",
-                "The API key is suspended; an administrator can resume it.",
-            ));
-        }
-        if entry.expires_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::unauthorized(
-                "expired_api_key",
-                "The API key has expired.",
-            ));
-        }
+        usable(&entry, now)?;
         Ok(entry)
     }
+
+    /// The current entry of the key `id`, whatever its state (callers check
+    /// it with [`usable`]): what a token minted under the key inherits.
+    pub fn by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
+        let digest = self.digest_by_id.get(id)?.0;
+        self.by_digest.get(&digest).map(|e| Arc::clone(e.value()))
+    }
+
+    /// The compiled allowlist for `patterns`, shared with keys that have the
+    /// same patterns.
+    pub fn models_for(&self, patterns: &[String]) -> Result<Arc<ModelAllowlist>, String> {
+        self.allowlist(patterns)
+    }
+}
+
+/// Refuse a key that is revoked, suspended or expired at `now`.
+pub fn usable(entry: &KeyEntry, now: i64) -> Result<(), ApiError> {
+    if entry.revoked_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::unauthorized(
+            "revoked_api_key",
+            "The API key has been revoked.",
+        ));
+    }
+    if entry.suspended {
+        return Err(ApiError::unauthorized(
+            "suspended_api_key",
+            "The API key is suspended; an administrator can resume it.",
+        ));
+    }
+    if entry.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::unauthorized(
+            "expired_api_key",
+            "The API key has expired.",
+        ));
+    }
+    Ok(())
 }
 
 fn decode_digest(text: &str) -> Option<KeyDigest> {

@@ -21,13 +21,29 @@ const CHECKSUM_LEN: usize = 6;
 /// Longest environment name.
 pub const MAX_ENV_LEN: usize = 16;
 
-/// What a credential may do: call the data plane, or administer the gateway.
+/// What a credential may do: call the data plane, administer the gateway,
+/// or stand behind short-lived tokens.
+///
+/// The three token principals are key records too, so that the policy
+/// every token inherits (models, scopes, networks, environment, limits,
+/// project, owner) is edited, rotated, suspended and revoked exactly like a
+/// key's, and a token's spend counts against the record's budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     /// A data-plane key: calls models.
     Data,
     /// An admin credential: calls `/admin/v1`.
     Admin,
+    /// An OAuth client: its secret is accepted only at `/oauth/token`
+    /// (client credentials), never as a key on the data plane.
+    Client,
+    /// A service account: tokens from RFC 7523 assertions signed by one of
+    /// its registered keys. Its own secret is never handed out.
+    ServiceAccount,
+    /// A trusted OIDC issuer's rule (workload identity federation): tokens
+    /// from RFC 8693 exchanges of matching identity tokens. Its own secret
+    /// is never handed out.
+    Workload,
 }
 
 impl KeyKind {
@@ -36,6 +52,9 @@ impl KeyKind {
         match self {
             KeyKind::Data => "data",
             KeyKind::Admin => "admin",
+            KeyKind::Client => "client",
+            KeyKind::ServiceAccount => "service_account",
+            KeyKind::Workload => "workload",
         }
     }
     /// Parse the stored name.
@@ -43,8 +62,16 @@ impl KeyKind {
         match text {
             "data" => Some(KeyKind::Data),
             "admin" => Some(KeyKind::Admin),
+            "client" => Some(KeyKind::Client),
+            "service_account" => Some(KeyKind::ServiceAccount),
+            "workload" => Some(KeyKind::Workload),
             _ => None,
         }
+    }
+    /// Whether tokens may be minted under a credential of this kind (every
+    /// kind but admin credentials).
+    pub fn mints_tokens(self) -> bool {
+        self != KeyKind::Admin
     }
 }
 

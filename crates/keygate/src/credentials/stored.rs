@@ -257,6 +257,35 @@ impl StoredCredentials {
         })
     }
 
+    /// Seal a secret that is not a provider credential (a token signing
+    /// key) under the master key, bound to `label`: it opens only under the
+    /// same label, so one sealed value cannot stand in for another.
+    pub async fn seal(
+        &self,
+        label: &str,
+        secret: &SecretString,
+    ) -> Result<Sealed, CredentialError> {
+        let master = self.master().await?;
+        envelope::seal(&master, label, secret)
+    }
+
+    /// Open what [`seal`](Self::seal) sealed under `label`.
+    pub async fn open_sealed(
+        &self,
+        label: &str,
+        sealed: &Sealed,
+    ) -> Result<SecretString, CredentialError> {
+        let master = self.master().await?;
+        if sealed.master_key_id != master.id() {
+            return Err(CredentialError::MasterKey(format!(
+                "'{label}' was sealed under master key {}, not the configured {}",
+                sealed.master_key_id,
+                master.id()
+            )));
+        }
+        envelope::open(&master, label, sealed)
+    }
+
     /// Store a new credential; `Ok(None)` if the name is taken.
     pub async fn create(
         &self,

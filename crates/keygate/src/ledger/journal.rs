@@ -249,6 +249,7 @@ mod tests {
             owner: Some("alice@example.com".into()),
             project_id: Some("proj_default".into()),
             org_id: Some("org_default".into()),
+            token_id: None,
             status: 200,
             error_code: None,
             latency_ms: 3,

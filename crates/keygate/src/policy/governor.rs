@@ -60,6 +60,20 @@ pub struct KeyView<'a> {
     /// When its limits last changed (Unix ms): a changed budget starts a
     /// fresh counter.
     pub version: i64,
+    /// The access token the request came with, when it carries limits of
+    /// its own (on top of every limit of the key it was minted under).
+    pub token: Option<TokenView<'a>>,
+}
+
+/// An access token's own limits.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenView<'a> {
+    /// The token's `jti`.
+    pub jti: &'a str,
+    /// Its limits (a total budget, at most).
+    pub limits: &'a Limits,
+    /// When it was issued (Unix ms).
+    pub issued_at: i64,
 }
 
 /// What a budget rule limits: a period's spend, or a prepaid balance.
@@ -297,6 +311,17 @@ impl Governor {
         if let Some(limits) = key.limits {
             let subject = Subject::Key(key.id.to_string());
             self.add_limits(&mut plan, &subject, limits, key.version, now_ms, key.owner);
+        }
+        if let Some(token) = key.token {
+            let subject = Subject::Token(token.jti.to_string());
+            self.add_limits(
+                &mut plan,
+                &subject,
+                token.limits,
+                token.issued_at,
+                now_ms,
+                key.owner,
+            );
         }
         let subjects = self
             .subjects

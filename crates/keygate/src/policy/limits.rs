@@ -131,6 +131,8 @@ pub enum Subject {
     Project(String),
     /// Every key of an organisation, by id.
     Organisation(String),
+    /// One access token, by `jti` (a token minted with a budget of its own).
+    Token(String),
 }
 
 impl Subject {
@@ -141,6 +143,7 @@ impl Subject {
             Subject::Owner { org_id, owner } => format!("owner:{org_id}:{owner}"),
             Subject::Project(id) => format!("project:{id}"),
             Subject::Organisation(id) => format!("org:{id}"),
+            Subject::Token(jti) => format!("token:{jti}"),
         }
     }
 
@@ -151,6 +154,7 @@ impl Subject {
             Subject::Owner { owner, .. } => format!("owner {owner}"),
             Subject::Project(id) => format!("project {id}"),
             Subject::Organisation(id) => format!("organisation {id}"),
+            Subject::Token(jti) => format!("token {jti}"),
         }
     }
 }

@@ -18,14 +18,14 @@ pub async fn list_models(
 ) -> Response {
     let anthropic_client = req.headers().contains_key("anthropic-version");
     let mut event = arriving("/v1/models", peer, &req, &state.config.trusted_proxies);
-    let key = match authenticate(
+    let caller = match authenticate(
         &state,
         req.headers(),
         req.uri().query(),
         peer,
         crate::policy::Scope::Models,
     ) {
-        Ok(key) => key,
+        Ok(caller) => caller,
         Err(error) => {
             event.status = error.status.as_u16();
             event.error_code = Some(error.code.to_string());
@@ -38,7 +38,8 @@ pub async fn list_models(
             return error.to_response(shape);
         }
     };
-    event.set_key(&key);
+    caller.mark(&mut event);
+    let key = &caller.key;
     event.status = 200;
     state.ledger.record(event).await;
 
@@ -64,7 +65,7 @@ pub async fn list_models(
     }
     let allowed: Vec<_> = models
         .into_iter()
-        .filter(|(id, canonical, _)| key.models.allows(id, canonical))
+        .filter(|(id, canonical, _)| caller.allows_model(id, canonical))
         .collect();
 
     let body = if anthropic_client {

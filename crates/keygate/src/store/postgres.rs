@@ -2,6 +2,7 @@
 
 use super::alert_outbox::impl_alert_store;
 use super::limits::impl_limit_store;
+use super::oauth::impl_oauth_store;
 use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
@@ -34,3 +35,4 @@ impl_alert_store!(PostgresStore, Postgres, " FOR UPDATE SKIP LOCKED");
 impl_credential_store!(PostgresStore, Postgres);
 impl_organisation_store!(PostgresStore, Postgres);
 impl_limit_store!(PostgresStore, Postgres);
+impl_oauth_store!(PostgresStore, Postgres);

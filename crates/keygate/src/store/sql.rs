@@ -87,6 +87,7 @@ macro_rules! impl_store {
                     owner: row.try_get("owner")?,
                     project_id: row.try_get("project_id")?,
                     org_id: row.try_get("org_id")?,
+                    token_id: row.try_get("token_id")?,
                     status: u16::try_from(status).unwrap_or(0),
                     error_code: row.try_get("error_code")?,
                     latency_ms: row.try_get("latency_ms")?,
@@ -578,7 +579,8 @@ macro_rules! impl_store {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
                          prompt_tokens, completion_tokens, status, error_code, latency_ms, streamed, \
-                         source_ip, user_agent, cached_tokens, cost_nanos, owner, project_id, org_id) ",
+                         source_ip, user_agent, cached_tokens, cost_nanos, owner, project_id, org_id, \
+                         token_id) ",
                     );
                     query.push_values(chunk, |mut row, e| {
                         row.push_bind(e.request_id.as_str())
@@ -599,7 +601,8 @@ macro_rules! impl_store {
                             .push_bind(e.cost_nanos)
                             .push_bind(e.owner.as_deref())
                             .push_bind(e.project_id.as_deref())
-                            .push_bind(e.org_id.as_deref());
+                            .push_bind(e.org_id.as_deref())
+                            .push_bind(e.token_id.as_deref());
                     });
                     query.push(" ON CONFLICT (request_id) DO NOTHING");
                     query.build().execute(&mut *tx).await?;
@@ -741,6 +744,9 @@ macro_rules! impl_store {
                     }
                     Subject::Organisation(id) => {
                         query.push("org_id = ").push_bind(id.clone());
+                    }
+                    Subject::Token(jti) => {
+                        query.push("token_id = ").push_bind(jti.clone());
                     }
                 }
                 query.push(" AND ts >= ").push_bind(since_ms);

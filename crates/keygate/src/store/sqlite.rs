@@ -7,6 +7,7 @@
 
 use super::alert_outbox::impl_alert_store;
 use super::limits::impl_limit_store;
+use super::oauth::impl_oauth_store;
 use super::organisations::impl_organisation_store;
 use super::provider_credentials::impl_credential_store;
 use super::sql::impl_store;
@@ -79,3 +80,4 @@ impl_alert_store!(SqliteStore, Sqlite, "");
 impl_credential_store!(SqliteStore, Sqlite);
 impl_organisation_store!(SqliteStore, Sqlite);
 impl_limit_store!(SqliteStore, Sqlite);
+impl_oauth_store!(SqliteStore, Sqlite);

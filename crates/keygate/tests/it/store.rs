@@ -54,6 +54,7 @@ fn event(id: &str, key: &str, ts: i64, status: u16) -> UsageEvent {
         owner: Some("alice@example.com".into()),
         project_id: Some("proj_default".into()),
         org_id: Some("org_default".into()),
+        token_id: Some(format!("tok_{id}")),
         status,
         error_code: (status >= 400).then(|| "x".into()),
         latency_ms: 3,
