@@ -972,8 +972,15 @@ mod tests {
         );
     }
 
+    /// Test passwords are made at run time: nothing credential-shaped is
+    /// committed.
+    fn generated_password() -> String {
+        format!("pw{:016x}", rand::random::<u64>())
+    }
+
     #[test]
     fn file_email_channels_with_every_option() {
+        let secret = generated_password();
         let config = validate(
             raw(r#"
                 [[email]]
@@ -995,7 +1002,7 @@ mod tests {
                 from = "keygate@example.com"
                 to = ["ops@example.com"]
             "#),
-            &env(&[("SMTP_PASSWORD", "not-for-logs-x")]),
+            &env(&[("SMTP_PASSWORD", &secret)]),
         )
         .unwrap();
         assert_eq!(config.email.len(), 3);
@@ -1021,7 +1028,7 @@ mod tests {
         let starttls = &config.email[2];
         assert_eq!(starttls.smtp.security(), SmtpSecurity::StartTls);
         assert_eq!(starttls.smtp.port(), 587);
-        assert!(!format!("{config:?}").contains("not-for-logs-x"));
+        assert!(!format!("{config:?}").contains(&secret));
     }
 
     #[test]
@@ -1039,11 +1046,16 @@ mod tests {
         assert!(e.contains("unencrypted SMTP"), "{e}");
         assert!(e.contains("allow_insecure"), "{e}");
         smtp_url("s", "smtp://mail.example.com?tls=none", true).unwrap();
-        let e = smtp_url("s", "smtp://user:hunter2-pw@mail.example.com", false)
-            .unwrap_err()
-            .to_string();
+        let password = generated_password();
+        let e = smtp_url(
+            "s",
+            &format!("smtp://user:{password}@mail.example.com"),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("must not carry a user or password"), "{e}");
-        assert!(!e.contains("hunter2"), "{e}");
+        assert!(!e.contains(&password), "{e}");
         for bad in [
             "https://mail.example.com",
             "smtps://mail.example.com?tls=none",
@@ -1060,7 +1072,7 @@ mod tests {
     fn one_email_channel_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("smtp-password");
-        std::fs::write(&file, "from-a-file-xyz\n").unwrap();
+        std::fs::write(&file, format!("{}\n", generated_password())).unwrap();
         let file = file.display().to_string();
         let config = validate(
             RawAlerts::default(),
@@ -1092,6 +1104,7 @@ mod tests {
 
     #[test]
     fn email_misconfigurations_are_named() {
+        let password = generated_password();
         let message =
             |r: RawAlerts, e: &[(&str, &str)]| validate(r, &env(e)).unwrap_err().to_string();
         let url = ("KEYGATE_ALERT_EMAIL_SMTP_URL", "smtps://mail.example.com");
@@ -1124,10 +1137,10 @@ mod tests {
         assert!(e.contains("username is set but password is not"), "{e}");
         let e = message(
             RawAlerts::default(),
-            &[url, from, to, ("KEYGATE_ALERT_EMAIL_PASSWORD", "pw-abc")],
+            &[url, from, to, ("KEYGATE_ALERT_EMAIL_PASSWORD", &password)],
         );
         assert!(e.contains("password is set but username is not"), "{e}");
-        assert!(!e.contains("pw-abc"), "{e}");
+        assert!(!e.contains(&password), "{e}");
         let e = message(
             RawAlerts::default(),
             &[url, from, to, ("KEYGATE_ALERT_EMAIL_ALLOW_INSECURE", "yes")],
