@@ -51,8 +51,9 @@ pub mod oauth;
 mod provider;
 
 pub use alerts::{
-    webhook_url, AlertsConfig, KindFilter, RawAlerts, RawWebhook, WebhookConfig, WebhookFormat,
-    WebhookUrl, ENV_WEBHOOK_NAME,
+    smtp_url, webhook_url, AlertsConfig, EmailConfig, KindFilter, RawAlerts, RawEmail, RawWebhook,
+    SmtpSecurity, SmtpUrl, WebhookConfig, WebhookFormat, WebhookUrl, ENV_EMAIL_NAME,
+    ENV_WEBHOOK_NAME, MAX_EMAIL_RECIPIENTS,
 };
 pub use provider::{
     AwsConfig, AzureAdConfig, ProviderConfig, ProviderKey, ProviderKind, RawAzureAd, RawProvider,
@@ -112,8 +113,8 @@ pub struct RawConfig {
     /// Extra providers.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
-    /// Alert channels (`[[alerts.webhooks]]`; one more from
-    /// `KEYGATE_ALERT_WEBHOOK_*`).
+    /// Alert channels (`[[alerts.webhooks]]`, `[[alerts.email]]`; one more
+    /// of each from `KEYGATE_ALERT_WEBHOOK_*` and `KEYGATE_ALERT_EMAIL_*`).
     #[serde(default)]
     pub alerts: RawAlerts,
     /// `KEYGATE_REDIS_URL`: share rate and budget counters between nodes.
