@@ -45,6 +45,9 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) struct KeyView {
     /// Public id (`key_…`).
     id: String,
+    /// `data` (an API key), or the record behind an OAuth `client`, a
+    /// `service_account` or a trusted issuer's `workload` rule.
+    kind: &'static str,
     name: String,
     /// Environment, also in the secret's prefix.
     env: String,
@@ -120,6 +123,7 @@ pub(super) fn key_view(
     };
     KeyView {
         id: record.id.clone(),
+        kind: record.kind.as_str(),
         name: record.name.clone(),
         env: record.env.clone(),
         status,
