@@ -101,7 +101,7 @@ pub(super) struct KeyView {
     last_source_ip: Option<String>,
     /// The secret: only in the answer that creates or rotates the key.
     #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
+    pub(super) key: Option<String>,
 }
 
 pub(super) fn key_view(
@@ -728,7 +728,7 @@ async fn find_data_key(
 }
 
 /// A data key the caller may change.
-async fn find_changeable_key(
+pub(super) async fn find_changeable_key(
     state: &AppState,
     actor: &Actor,
     id: &str,
