@@ -9,7 +9,9 @@ mod keys;
 mod limits;
 mod openapi;
 mod provider_credentials;
+mod service_accounts;
 mod tenancy;
+mod trust;
 
 use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{key, KeyKind};
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(keys::routes())
         .merge(tenancy::routes())
         .merge(admin_credentials::routes())
+        .merge(service_accounts::routes())
+        .merge(trust::routes())
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .route("/openapi.json", get(openapi::serve))

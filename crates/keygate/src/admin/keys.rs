@@ -101,7 +101,11 @@ pub(super) struct KeyView {
     key: Option<String>,
 }
 
-fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> KeyView {
+pub(super) fn key_view(
+    record: &KeyRecord,
+    now: i64,
+    rotation_policy: std::time::Duration,
+) -> KeyView {
     // The current secret's age, against the rotation policy.
     let secret_age_ms = now.saturating_sub(record.rotated_at.unwrap_or(record.created_at));
     let policy_ms = i64::try_from(rotation_policy.as_millis()).unwrap_or(i64::MAX);
@@ -469,6 +473,32 @@ pub(super) async fn create_key(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+/// Split a key definition carrying fields of its own (a service account's
+/// `algorithm`, a trust rule's `issuer`, …): the fields named in `extra`
+/// are read as `E`, everything else as a [`CreateKey`] (whose unknown
+/// fields are refused as usual).
+pub(super) fn split_definition<E: serde::de::DeserializeOwned>(
+    mut definition: serde_json::Map<String, Value>,
+    extra: &[&str],
+    what: &str,
+) -> Result<(E, CreateKey), ShapedError> {
+    let mut own = serde_json::Map::new();
+    for field in extra {
+        if let Some(value) = definition.remove(*field) {
+            own.insert((*field).to_string(), value);
+        }
+    }
+    let invalid = |e: serde_json::Error| {
+        fail(ApiError::invalid_request(format!(
+            "Invalid {what}: {}",
+            crate::error::printable(&e.to_string())
+        )))
+    };
+    let own: E = serde_json::from_value(Value::Object(own)).map_err(invalid)?;
+    let key: CreateKey = serde_json::from_value(Value::Object(definition)).map_err(invalid)?;
+    Ok((own, key))
+}
+
 /// Read a JSON key definition (at most 64 KiB).
 pub(super) async fn read_definition<T: serde::de::DeserializeOwned>(
     request: Request,
@@ -621,7 +651,18 @@ pub(super) async fn list_keys(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    let Query(query) = Query::<ListQuery>::try_from_uri(&uri).map_err(|e| {
+    list_records(&state, &actor, &uri, KeyKind::Data).await
+}
+
+/// Key records of `kind` in the caller's scope, filtered and paged by
+/// [`ListQuery`], newest first, each with its last use.
+pub(super) async fn list_records(
+    state: &AppState,
+    actor: &Actor,
+    uri: &Uri,
+    kind: KeyKind,
+) -> AdminResult {
+    let Query(query) = Query::<ListQuery>::try_from_uri(uri).map_err(|e| {
         fail(ApiError::invalid_request(crate::error::printable(
             &e.body_text(),
         )))
@@ -652,7 +693,7 @@ pub(super) async fn list_keys(
     {
         return Ok(Json(KeyList { data: Vec::new() }).into_response());
     }
-    let mut key_query = scoped_query(&actor, query.owner, None);
+    let mut key_query = scoped_query(actor, query.owner, None);
     if let Some(project) = query.project {
         if actor.project_id.as_ref().is_some_and(|own| *own != project) {
             return Ok(Json(KeyList { data: Vec::new() }).into_response());
@@ -661,7 +702,7 @@ pub(super) async fn list_keys(
     }
     let keys = state
         .store
-        .find_keys(KeyKind::Data, &key_query, limit, offset)
+        .find_keys(kind, &key_query, limit, offset)
         .await
         .map_err(store_failed)?;
     let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
