@@ -150,6 +150,8 @@ pub(super) struct AccountKeyView {
     account_id: String,
     /// `RS256` or `ES256`.
     algorithm: String,
+    /// The public key (SubjectPublicKeyInfo, PEM).
+    public_key: String,
     /// `enabled` or `disabled`.
     status: &'static str,
     #[schema(format = DateTime)]
@@ -164,6 +166,7 @@ fn account_key_view(record: &ServiceAccountKeyRecord, now: i64) -> AccountKeyVie
         kid: record.kid.clone(),
         account_id: record.account_id.clone(),
         algorithm: record.alg.clone(),
+        public_key: record.public_key.clone(),
         status: if record.disabled_at.is_some_and(|t| t <= now) {
             "disabled"
         } else {

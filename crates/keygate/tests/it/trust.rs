@@ -1,0 +1,1 @@
+//! Trusted issuers (filled in below).
