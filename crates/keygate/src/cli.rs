@@ -8,7 +8,9 @@ mod limits;
 mod output;
 mod provider_credentials;
 mod serve;
+mod service_accounts;
 mod tenancy;
+mod trust;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +73,14 @@ enum Command {
     /// encrypted in the database; rotate their master key.
     #[command(subcommand)]
     ProviderCredentials(provider_credentials::ProviderCredentialsCommand),
+    /// Create and list service accounts (key files whose signed assertions
+    /// get short-lived tokens); add, list, disable and enable their keys.
+    #[command(subcommand)]
+    ServiceAccounts(service_accounts::ServiceAccountsCommand),
+    /// Trust OIDC issuers (GitHub Actions, Kubernetes, a cloud): their
+    /// identity tokens that match claim rules get short-lived tokens.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 /// Output format of operator commands.
@@ -117,6 +127,8 @@ pub fn run() -> ExitCode {
             Command::ProviderCredentials(command) => {
                 provider_credentials::run(command, &cli.target).await
             }
+            Command::ServiceAccounts(command) => service_accounts::run(command, &cli.target).await,
+            Command::Trust(command) => trust::run(command, &cli.target).await,
         }
     });
     report(result)

@@ -68,7 +68,8 @@ pub struct PolicyFlags {
 }
 
 impl PolicyFlags {
-    fn apply(self, body: &mut Value) {
+    /// Put the flags given into a key definition.
+    pub(super) fn apply(self, body: &mut Value) {
         if let Some(scopes) = self.scopes {
             body["scopes"] = json!(scopes);
         }
