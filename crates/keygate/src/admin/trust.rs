@@ -167,7 +167,7 @@ fn rule_properties() -> Value {
         "claims": {
             "type": "object", "minProperties": 1, "maxProperties": MAX_CLAIMS,
             "description": "Claim rules: claim name → glob its value must match (`*` and `?` wildcards; each glob pins at least one literal character). At least one.",
-            "propertyNames": {"pattern": format!(r"^[^\u0000-\u001f\u007f-\u009f]{{1,{MAX_CLAIM_NAME}}}$")},
+            "propertyNames": {"type": "string", "pattern": format!(r"^[^\u0000-\u001f\u007f-\u009f]{{1,{MAX_CLAIM_NAME}}}$")},
             "additionalProperties": {"type": "string", "maxLength": MAX_CLAIM_GLOB, "pattern": GLOB_PATTERN},
         },
         "token_ttl": {
@@ -714,6 +714,39 @@ mod tests {
         assert!(validate_claims(&claims(&[("", "x")])).is_err());
         assert!(validate_claims(&claims(&[("a\u{7}", "x")])).is_err());
         assert!(validate_claims(&claims(&[(&"n".repeat(65), "x")])).is_err());
+    }
+
+    #[test]
+    fn every_rule_property_is_a_schema() {
+        let Value::Object(properties) = rule_properties() else {
+            panic!("not an object")
+        };
+        for (name, property) in properties {
+            if let Err(e) = serde_json::from_value::<Schema>(property) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_body_is_the_key_definition_plus_the_rule() {
+        let RefOr::T(Schema::Object(object)) = CreateTrustedIssuer::schema() else {
+            panic!("not an object schema")
+        };
+        for field in RULE_FIELDS.iter().chain(&["models", "rpm", "name"]) {
+            assert!(object.properties.contains_key(*field), "{field} missing");
+        }
+        assert!(!object.required.iter().any(|f| f == "name"));
+        for field in ["issuer", "audience", "claims"] {
+            assert!(object.required.iter().any(|f| f == field), "{field}");
+        }
+        let RefOr::T(Schema::Object(account)) =
+            super::super::service_accounts::CreateServiceAccount::schema()
+        else {
+            panic!("not an object schema")
+        };
+        assert!(account.properties.contains_key("algorithm"));
+        assert!(account.required.iter().any(|f| f == "name"));
     }
 
     #[test]

@@ -66,6 +66,8 @@ impl Algorithm {
 }
 
 /// Service account commands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum ServiceAccountsCommand {
     /// Create a service account and write its key file (owner-only, never

@@ -25,6 +25,8 @@ const COLUMNS: &[&str] = &[
 ];
 
 /// Trusted issuer commands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum TrustCommand {
     /// Trust an OIDC issuer's identity tokens that match claim rules.

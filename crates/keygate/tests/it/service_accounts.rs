@@ -4,7 +4,7 @@
 //! `/oauth/token` for a token that calls the data plane. Replays, disabled
 //! keys and assertions with a wrong audience, issuer or expiry are refused.
 
-use crate::support::{chat_body, Backend, TestGateway};
+use crate::support::{chat_body, Backend, TestGateway, BACKENDS};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use keygate::mock::MockOptions;
 use reqwest::Method;
@@ -95,7 +95,13 @@ async fn create_account(gw: &TestGateway, body: Value) -> (Value, Value) {
 
 #[tokio::test]
 async fn a_key_file_gets_a_token_that_calls_models_once_per_assertion() {
-    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    for backend in BACKENDS {
+        key_file_round_trip(backend).await;
+    }
+}
+
+async fn key_file_round_trip(backend: Backend) {
+    let gw = TestGateway::start(backend, MockOptions::default()).await;
     for algorithm in ["RS256", "ES256"] {
         let (created, file) = create_account(
             &gw,

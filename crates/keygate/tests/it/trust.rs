@@ -6,7 +6,7 @@
 //! that miss a rule, come from another issuer or audience, name an unknown
 //! key or are HMAC-"signed" with the public key are refused.
 
-use crate::support::{chat_body, Backend, TestGateway};
+use crate::support::{chat_body, Backend, TestGateway, BACKENDS};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -141,7 +141,13 @@ fn rules() -> Value {
 
 #[tokio::test]
 async fn identity_tokens_matching_a_rule_get_tokens_that_call_models() {
-    let gw = TestGateway::start(Backend::Sqlite, MockOptions::default()).await;
+    for backend in BACKENDS {
+        federation_round_trip(backend).await;
+    }
+}
+
+async fn federation_round_trip(backend: Backend) {
+    let gw = TestGateway::start(backend, MockOptions::default()).await;
     let key = issuer_key(KID);
     let base = serve_issuer(json!({"keys": [key.jwk]})).await;
     // Keys found by discovery, by a JWKS URL, and configured.
