@@ -11,7 +11,9 @@ mod limits;
 mod oauth_clients;
 mod openapi;
 mod provider_credentials;
+mod service_accounts;
 mod tenancy;
+mod trust;
 
 use crate::auth::extract::{refuse_credential_in_query, required_credential};
 use crate::auth::{key, KeyKind};
@@ -53,6 +55,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(admin_credentials::routes())
         .merge(oauth_clients::routes())
         .merge(incident::routes())
+        .merge(service_accounts::routes())
+        .merge(trust::routes())
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .route("/openapi.json", get(openapi::serve))

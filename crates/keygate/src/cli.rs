@@ -10,7 +10,9 @@ mod oauth_clients;
 mod output;
 mod provider_credentials;
 mod serve;
+mod service_accounts;
 mod tenancy;
+mod trust;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -79,6 +81,14 @@ enum Command {
     /// Register and list OAuth clients (client credentials grant).
     #[command(subcommand)]
     OauthClients(oauth_clients::OAuthClientsCommand),
+    /// Create and list service accounts (key files whose signed assertions
+    /// get short-lived tokens); add, list, disable and enable their keys.
+    #[command(subcommand)]
+    ServiceAccounts(service_accounts::ServiceAccountsCommand),
+    /// Trust OIDC issuers (GitHub Actions, Kubernetes, a cloud): their
+    /// identity tokens that match claim rules get short-lived tokens.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 /// Output format of operator commands.
@@ -127,6 +137,8 @@ pub fn run() -> ExitCode {
             }
             Command::OauthClients(command) => oauth_clients::run(command, &cli.target).await,
             Command::Incident(args) => incident::run(args, &cli.target).await,
+            Command::ServiceAccounts(command) => service_accounts::run(command, &cli.target).await,
+            Command::Trust(command) => trust::run(command, &cli.target).await,
         }
     });
     report(result)

@@ -67,6 +67,18 @@ fn describe(method: &Method, path: &str) -> (String, Option<String>) {
         ("POST", ["admin-credentials", id, verb]) => {
             (format!("admin_credential.{}", clean(verb)), Some(clean(id)))
         }
+        ("POST", ["service-accounts"]) => ("service_account.create".into(), None),
+        ("POST", ["service-accounts", id, "keys"]) => {
+            ("service_account.key_add".into(), Some(clean(id)))
+        }
+        ("POST", ["service-accounts", id, "keys", kid, verb]) => (
+            format!("service_account.key_{}", clean(verb)),
+            Some(clean(&format!("{id}/{kid}"))),
+        ),
+        ("POST", ["trusted-issuers"]) => ("trusted_issuer.create".into(), None),
+        ("POST", ["trusted-issuers", id, verb]) => {
+            (format!("trusted_issuer.{}", clean(verb)), Some(clean(id)))
+        }
         ("POST", ["provider-credentials"]) => ("provider_credential.create".into(), None),
         ("PUT", ["provider-credentials", name]) => {
             ("provider_credential.update".into(), Some(clean(name)))

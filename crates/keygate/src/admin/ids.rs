@@ -76,3 +76,37 @@ impl<S: Send + Sync> FromRequestParts<S> for OwnerBudgetPath {
             })
     }
 }
+
+path_id!(
+    ServiceAccountId,
+    "^key_[A-Za-z0-9]{1,64}$",
+    "service account"
+);
+path_id!(TrustedIssuerId, "^tis_[A-Za-z0-9]{1,64}$", "trusted issuer");
+
+/// One key of a service account.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct ServiceAccountKeyPath {
+    /// The service account's id (its client id).
+    #[param(pattern = "^key_[A-Za-z0-9]{1,64}$")]
+    pub(super) id: String,
+    /// The key's id (`private_key_id` of its key file).
+    #[param(pattern = "^sak_[A-Za-z0-9]{1,64}$")]
+    pub(super) kid: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceAccountKeyPath {
+    type Rejection = ShapedError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<ServiceAccountKeyPath>::from_request_parts(parts, state)
+            .await
+            .map(|Path(path)| path)
+            .map_err(|_| {
+                fail(ApiError::not_found(
+                    "No service account or key by that id (it is not valid UTF-8).",
+                ))
+            })
+    }
+}

@@ -477,6 +477,32 @@ pub(super) async fn create_key(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+/// Split a key definition carrying fields of its own (a service account's
+/// `algorithm`, a trust rule's `issuer`, …): the fields named in `extra`
+/// are read as `E`, everything else as a [`CreateKey`] (whose unknown
+/// fields are refused as usual).
+pub(super) fn split_definition<E: serde::de::DeserializeOwned>(
+    mut definition: serde_json::Map<String, Value>,
+    extra: &[&str],
+    what: &str,
+) -> Result<(E, CreateKey), ShapedError> {
+    let mut own = serde_json::Map::new();
+    for field in extra {
+        if let Some(value) = definition.remove(*field) {
+            own.insert((*field).to_string(), value);
+        }
+    }
+    let invalid = |e: serde_json::Error| {
+        fail(ApiError::invalid_request(format!(
+            "Invalid {what}: {}",
+            crate::error::printable(&e.to_string())
+        )))
+    };
+    let own: E = serde_json::from_value(Value::Object(own)).map_err(invalid)?;
+    let key: CreateKey = serde_json::from_value(Value::Object(definition)).map_err(invalid)?;
+    Ok((own, key))
+}
+
 /// Read a JSON key definition (at most 64 KiB).
 pub(super) async fn read_definition<T: serde::de::DeserializeOwned>(
     request: Request,
@@ -629,12 +655,12 @@ pub(super) async fn list_keys(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    list_of_kind(&state, &actor, &uri, KeyKind::Data).await
+    list_records(&state, &actor, &uri, KeyKind::Data).await
 }
 
-/// A page of the key records of `kind` the caller sees, by the query of
-/// `GET /admin/v1/keys`.
-pub(super) async fn list_of_kind(
+/// Key records of `kind` in the caller's scope, filtered and paged by
+/// [`ListQuery`], newest first, each with its last use.
+pub(super) async fn list_records(
     state: &AppState,
     actor: &Actor,
     uri: &Uri,

@@ -7,7 +7,7 @@
 
 use super::access::{Actor, Role};
 use super::keys::{
-    create_record, key_view, list_of_kind, read_definition, CreateKey, KeyList, KeyView,
+    create_record, key_view, list_records, read_definition, CreateKey, KeyList, KeyView,
 };
 use super::openapi::{BadRequest, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use super::AdminResult;
@@ -93,5 +93,5 @@ pub(super) async fn list_clients(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    list_of_kind(&state, &actor, &uri, KeyKind::Client).await
+    list_records(&state, &actor, &uri, KeyKind::Client).await
 }

@@ -68,6 +68,7 @@ pub struct PolicyFlags {
 }
 
 impl PolicyFlags {
+    /// Put the flags given into a key definition.
     pub(super) fn apply(self, body: &mut Value) {
         if let Some(scopes) = self.scopes {
             body["scopes"] = json!(scopes);

@@ -61,7 +61,7 @@ pub struct ServiceAccountKeyRecord {
 /// A trusted OIDC issuer and the rule an identity token must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedIssuerRecord {
-    /// Public id (`iss_…`).
+    /// Public id (`tis_…`).
     pub id: String,
     /// The key record (kind `workload`) whose policy bounds minted tokens.
     pub key_id: String,

@@ -51,6 +51,128 @@ pub fn decoding_key(alg: &str, pem: &str) -> Result<(Algorithm, DecodingKey), St
     Ok((algorithm, key))
 }
 
+/// The SubjectPublicKeyInfo prefix of an uncompressed P-256 point
+/// (id-ecPublicKey, prime256v1): what an ES256 public key must start with.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+/// Smallest and largest RSA modulus accepted, bits.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+/// Largest PEM document accepted for a public key.
+pub const MAX_PUBLIC_KEY_PEM: usize = 8 * 1024;
+
+/// DER wrapped as PEM under `label`, in 64-character lines.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut text = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        text.push_str(&String::from_utf8_lossy(line));
+        text.push('\n');
+    }
+    text.push_str(&format!("-----END {label}-----\n"));
+    text
+}
+
+/// The DER inside a PEM document with exactly one block labelled `label`.
+fn pem_der(label: &str, text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let text = text.trim();
+    let inner = text.strip_prefix(&begin)?.strip_suffix(&end)?;
+    if inner.contains("-----") {
+        return None;
+    }
+    let body: String = inner.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// A new key pair for a service account signing with `alg` (`RS256`: RSA
+/// 2048; `ES256`: P-256): the PKCS#8 private key and the
+/// SubjectPublicKeyInfo public key, both PEM. The private key is never
+/// stored: it goes into the key file handed out once.
+pub fn generate_key_pair(alg: &str) -> Result<(zeroize::Zeroizing<String>, String), String> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair;
+    let failed = |_| format!("could not generate an {alg} key pair");
+    let (private_der, public_der) = match alg {
+        "RS256" => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(failed)?;
+            let private = pair.as_der().map_err(failed)?;
+            let public = pair.public_key().as_der().map_err(failed)?;
+            (
+                zeroize::Zeroizing::new(private.as_ref().to_vec()),
+                public.as_ref().to_vec(),
+            )
+        }
+        "ES256" => {
+            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )
+            .map_err(failed)?;
+            let private = pair.to_pkcs8v1().map_err(failed)?;
+            let public = pair.public_key().as_der().map_err(failed)?;
+            (
+                zeroize::Zeroizing::new(private.as_ref().to_vec()),
+                public.as_ref().to_vec(),
+            )
+        }
+        other => return Err(format!("unsupported algorithm {other}; use RS256 or ES256")),
+    };
+    Ok((
+        zeroize::Zeroizing::new(pem("PRIVATE KEY", &private_der)),
+        pem("PUBLIC KEY", &public_der),
+    ))
+}
+
+/// Check a public key registered from outside (the holder keeps the
+/// private half): a SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`) of an
+/// RSA key of 2048-8192 bits for RS256, or a P-256 key for ES256. Returns
+/// the key re-encoded as stored.
+pub fn parse_public_key(alg: &str, text: &str) -> Result<String, String> {
+    if text.len() > MAX_PUBLIC_KEY_PEM {
+        return Err(format!(
+            "the public key is longer than {MAX_PUBLIC_KEY_PEM} bytes"
+        ));
+    }
+    if text.contains("PRIVATE KEY") {
+        return Err(
+            "that is a private key: register the public key (BEGIN PUBLIC KEY) and keep the \
+             private key to yourself"
+                .into(),
+        );
+    }
+    let der = pem_der("PUBLIC KEY", text).ok_or_else(|| {
+        "the public key must be one PEM block '-----BEGIN PUBLIC KEY-----' (SubjectPublicKeyInfo)"
+            .to_string()
+    })?;
+    match alg {
+        "RS256" => {
+            let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&der)
+                .map_err(|_| "the public key is not an RSA SubjectPublicKeyInfo".to_string())?;
+            if !RSA_BITS.contains(&key.key_size_bits()) {
+                return Err(format!(
+                    "an RS256 key must have 2048 to 8192 bits, not {}",
+                    key.key_size_bits()
+                ));
+            }
+        }
+        "ES256" => {
+            if der.len() != P256_SPKI_PREFIX.len() + 65 || !der.starts_with(&P256_SPKI_PREFIX) {
+                return Err("an ES256 key must be an uncompressed P-256 public key".into());
+            }
+        }
+        other => return Err(format!("unsupported algorithm {other}; use RS256 or ES256")),
+    }
+    let stored = pem("PUBLIC KEY", &der);
+    // What the grant will use must load.
+    decoding_key(alg, &stored)?;
+    Ok(stored)
+}
+
 /// Verify the assertion of a JWT-bearer grant and return the service
 /// account it speaks for.
 pub async fn exchange_assertion(
@@ -157,5 +279,43 @@ pub fn describe(error: &jsonwebtoken::errors::Error) -> String {
             )
         }
         _ => "The JWT is malformed.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_pairs_load_and_round_trip() {
+        for alg in ALGORITHMS {
+            let (private, public) = generate_key_pair(alg).unwrap();
+            assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+            assert_eq!(parse_public_key(alg, &public).unwrap(), public);
+            decoding_key(alg, &public).unwrap();
+            let encoding = match *alg {
+                "RS256" => jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()),
+                _ => jsonwebtoken::EncodingKey::from_ec_pem(private.as_bytes()),
+            };
+            encoding.unwrap();
+        }
+        assert!(generate_key_pair("HS256").is_err());
+    }
+
+    #[test]
+    fn public_keys_of_another_kind_or_shape_are_refused() {
+        let (private, rsa) = generate_key_pair("RS256").unwrap();
+        let (_, ec) = generate_key_pair("ES256").unwrap();
+        assert!(parse_public_key("ES256", &rsa).is_err());
+        assert!(parse_public_key("RS256", &ec).is_err());
+        assert!(parse_public_key("RS256", &private).is_err());
+        assert!(parse_public_key("RS256", "not a key").is_err());
+        assert!(parse_public_key("HS256", &rsa).is_err());
+        let doubled = format!("{rsa}{rsa}");
+        assert!(parse_public_key("RS256", &doubled).is_err());
+        // Whitespace around and inside the block does not matter.
+        let spaced = format!("\n  {}\n", rsa.replace('\n', "\r\n"));
+        assert_eq!(parse_public_key("RS256", &spaced).unwrap(), rsa);
     }
 }
