@@ -13,6 +13,7 @@ mod audit;
 mod counters;
 mod failover;
 mod governance;
+mod leaks;
 mod lifecycle;
 mod limits;
 mod oauth;
