@@ -7,6 +7,7 @@ mod audit;
 mod ids;
 mod keys;
 mod limits;
+mod oauth_clients;
 mod openapi;
 mod provider_credentials;
 mod tenancy;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(keys::routes())
         .merge(tenancy::routes())
         .merge(admin_credentials::routes())
+        .merge(oauth_clients::routes())
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .route("/openapi.json", get(openapi::serve))

@@ -5,6 +5,7 @@ mod admin_credentials;
 mod audit;
 mod keys;
 mod limits;
+mod oauth_clients;
 mod output;
 mod provider_credentials;
 mod serve;
@@ -71,6 +72,9 @@ enum Command {
     /// encrypted in the database; rotate their master key.
     #[command(subcommand)]
     ProviderCredentials(provider_credentials::ProviderCredentialsCommand),
+    /// Register and list OAuth clients (client credentials grant).
+    #[command(subcommand)]
+    OauthClients(oauth_clients::OAuthClientsCommand),
 }
 
 /// Output format of operator commands.
@@ -117,6 +121,7 @@ pub fn run() -> ExitCode {
             Command::ProviderCredentials(command) => {
                 provider_credentials::run(command, &cli.target).await
             }
+            Command::OauthClients(command) => oauth_clients::run(command, &cli.target).await,
         }
     });
     report(result)

@@ -101,7 +101,11 @@ pub(super) struct KeyView {
     key: Option<String>,
 }
 
-fn key_view(record: &KeyRecord, now: i64, rotation_policy: std::time::Duration) -> KeyView {
+pub(super) fn key_view(
+    record: &KeyRecord,
+    now: i64,
+    rotation_policy: std::time::Duration,
+) -> KeyView {
     // The current secret's age, against the rotation policy.
     let secret_age_ms = now.saturating_sub(record.rotated_at.unwrap_or(record.created_at));
     let policy_ms = i64::try_from(rotation_policy.as_millis()).unwrap_or(i64::MAX);
@@ -621,7 +625,18 @@ pub(super) async fn list_keys(
     Extension(actor): Extension<Actor>,
     uri: Uri,
 ) -> AdminResult {
-    let Query(query) = Query::<ListQuery>::try_from_uri(&uri).map_err(|e| {
+    list_of_kind(&state, &actor, &uri, KeyKind::Data).await
+}
+
+/// A page of the key records of `kind` the caller sees, by the query of
+/// `GET /admin/v1/keys`.
+pub(super) async fn list_of_kind(
+    state: &AppState,
+    actor: &Actor,
+    uri: &Uri,
+    kind: KeyKind,
+) -> AdminResult {
+    let Query(query) = Query::<ListQuery>::try_from_uri(uri).map_err(|e| {
         fail(ApiError::invalid_request(crate::error::printable(
             &e.body_text(),
         )))
@@ -652,7 +667,7 @@ pub(super) async fn list_keys(
     {
         return Ok(Json(KeyList { data: Vec::new() }).into_response());
     }
-    let mut key_query = scoped_query(&actor, query.owner, None);
+    let mut key_query = scoped_query(actor, query.owner, None);
     if let Some(project) = query.project {
         if actor.project_id.as_ref().is_some_and(|own| *own != project) {
             return Ok(Json(KeyList { data: Vec::new() }).into_response());
@@ -661,7 +676,7 @@ pub(super) async fn list_keys(
     }
     let keys = state
         .store
-        .find_keys(KeyKind::Data, &key_query, limit, offset)
+        .find_keys(kind, &key_query, limit, offset)
         .await
         .map_err(store_failed)?;
     let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();

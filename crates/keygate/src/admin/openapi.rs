@@ -111,6 +111,8 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         super::limits::set_owner_budget,
         super::limits::remove_owner_budget,
         super::limits::list_owner_budgets,
+        super::oauth_clients::create_client,
+        super::oauth_clients::list_clients,
         super::admin_credentials::create_credential,
         super::admin_credentials::list_credentials,
         super::admin_credentials::show_credential,
@@ -146,6 +148,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
     tags(
         (name = "provider-credentials", description = "Upstream secrets stored encrypted in the database"),
         (name = "keys", description = "Data-plane API keys: create, list, rotate, suspend, revoke"),
+        (name = "oauth-clients", description = "OAuth clients: key records whose secret obtains access tokens at /oauth/token (client credentials)"),
         (name = "usage", description = "The usage ledger"),
         (name = "admin-credentials", description = "Admin credentials with a role and a scope"),
         (name = "tenancy", description = "Organisations and their projects, their limits, owner budgets and prepaid balances"),

@@ -68,7 +68,7 @@ pub struct PolicyFlags {
 }
 
 impl PolicyFlags {
-    fn apply(self, body: &mut Value) {
+    pub(super) fn apply(self, body: &mut Value) {
         if let Some(scopes) = self.scopes {
             body["scopes"] = json!(scopes);
         }
@@ -401,7 +401,7 @@ async fn key_action(
 
 /// The answer as a table or CSV shows it (with its budget cell), or as it
 /// came for JSON.
-fn table_row(format: Format, answer: Value) -> Value {
+pub(super) fn table_row(format: Format, answer: Value) -> Value {
     match format {
         Format::Table | Format::Csv => with_limit_cells(answer),
         Format::Json => answer,

@@ -15,6 +15,7 @@ mod failover;
 mod governance;
 mod lifecycle;
 mod limits;
+mod oauth;
 mod policy;
 mod provider_credentials;
 mod routing;

@@ -46,10 +46,12 @@ impl Params {
                     resource_models.push(model.to_string())
                 }
                 None if resource.trim_end_matches('/') == issuer => {}
-                _ => return Err(OAuthError::invalid_target(format!(
+                _ => {
+                    return Err(OAuthError::invalid_target(format!(
                     "keygate serves the resource {issuer} (and {MODEL_RESOURCE}<model>), not '{}'.",
                     crate::error::printable(resource)
-                ))),
+                )))
+                }
             }
         }
         let expires_in_s = form
