@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import jwt
@@ -37,7 +36,6 @@ from oauth_support import (
     sign_assertion,
     assertion_claims,
     unsigned_jwt,
-    unverified,
 )
 
 
