@@ -50,6 +50,8 @@ DOCUMENTED = {
     ("post", "/admin-credentials"),
     ("get", "/admin-credentials/{id}"),
     ("post", "/admin-credentials/{id}/revoke"),
+    ("get", "/oauth-clients"),
+    ("post", "/oauth-clients"),
     ("get", "/keys"),
     ("post", "/keys"),
     ("post", "/keys/revoke"),
@@ -107,6 +109,12 @@ checks.positive_data_acceptance.enabled = false
 checks.negative_data_rejection.enabled = false
 checks.use_after_free.enabled = false
 checks.ensure_resource_availability.enabled = false
+
+# An OAuth client is defined by the same key definition, checked the same way.
+[[operations]]
+include-tag = "oauth-clients"
+checks.positive_data_acceptance.enabled = false
+checks.negative_data_rejection.enabled = false
 """
 
 

@@ -5,6 +5,7 @@ mod access;
 mod admin_credentials;
 mod audit;
 mod ids;
+mod incident;
 mod keys;
 mod limits;
 mod oauth_clients;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(tenancy::routes())
         .merge(admin_credentials::routes())
         .merge(oauth_clients::routes())
+        .merge(incident::routes())
         .route("/usage", get(usage_totals))
         .route("/usage/events", get(usage_events))
         .route("/openapi.json", get(openapi::serve))

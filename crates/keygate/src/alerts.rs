@@ -1,4 +1,5 @@
-//! Alerts: durable, signed webhook delivery.
+//! Alerts: durable delivery to signed webhooks and, optionally, email over
+//! SMTP.
 //!
 //! Code that notices something (a key due for rotation, a budget threshold,
 //! a reported leak) calls [`Alerts::raise`]. It returns once the alert and
@@ -59,7 +60,15 @@
 //! attempts are status lines (`HTTP 503`, `timed out`), never response
 //! bodies, and neither logs nor the outbox name a webhook by more than its
 //! configured name and host: a Slack webhook URL is itself a secret.
+//!
+//! # Email
+//!
+//! `[[alerts.email]]` channels (see [`crate::config::AlertsConfig`]) take
+//! the same outbox rows, leases, retries and dedupe: one message per
+//! delivery, with `X-Keygate-Delivery` and a `Message-ID` that are the same
+//! on every retry. [`email`] describes the message.
 
+pub mod email;
 pub mod payload;
 mod retry;
 mod signing;
@@ -73,6 +82,7 @@ pub use signing::{
 use crate::config::{AlertsConfig, KindFilter, ProviderKey, WebhookFormat, WebhookUrl};
 use crate::credentials::{Credential, CredentialError, StoredCredentials};
 use crate::store::{AlertRecord, NewAlertDelivery, Store, StoreError};
+use email::EmailTarget;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +177,22 @@ pub enum AlertError {
         channel: String,
         /// Cause (never contains the secret).
         source: CredentialError,
+    },
+    /// An email channel's SMTP password could not be resolved.
+    #[error("alert email '{channel}': SMTP password: {source}")]
+    Password {
+        /// The channel's name.
+        channel: String,
+        /// Cause (never contains the password).
+        source: CredentialError,
+    },
+    /// An email channel cannot be set up (TLS for its host).
+    #[error("alert email '{channel}': {message}")]
+    Email {
+        /// The channel's name.
+        channel: String,
+        /// What is wrong.
+        message: String,
     },
     /// A webhook's signing secret is too short to resist guessing.
     #[error("alert webhook '{channel}': the signing secret has fewer than {MIN_SECRET_CHARS} characters; use a long random value (e.g. `openssl rand -hex 32`)")]
@@ -266,10 +292,25 @@ impl Default for Clock {
 #[derive(Debug)]
 struct Channel {
     name: String,
+    kinds: KindFilter,
+    target: Target,
+}
+
+/// Where a channel delivers.
+#[derive(Debug)]
+enum Target {
+    /// A signed webhook.
+    Webhook(Webhook),
+    /// Email over SMTP.
+    Email(EmailTarget),
+}
+
+/// A webhook, with its secret resolved.
+#[derive(Debug)]
+struct Webhook {
     url: WebhookUrl,
     secret: Option<Credential>,
     format: WebhookFormat,
-    kinds: KindFilter,
 }
 
 /// What the handle and the worker share.
@@ -346,7 +387,7 @@ impl Alerts {
         stored: Option<&StoredCredentials>,
         options: AlertsOptions,
     ) -> Result<Alerts, AlertError> {
-        let mut channels = Vec::with_capacity(config.webhooks.len());
+        let mut channels = Vec::with_capacity(config.webhooks.len() + config.email.len());
         for webhook in &config.webhooks {
             let secret = match &webhook.secret {
                 Some(key) => Some(resolve_secret(&webhook.name, key, stored).await?),
@@ -354,10 +395,28 @@ impl Alerts {
             };
             channels.push(Channel {
                 name: webhook.name.clone(),
-                url: webhook.url.clone(),
-                secret,
-                format: webhook.format,
                 kinds: webhook.kinds.clone(),
+                target: Target::Webhook(Webhook {
+                    url: webhook.url.clone(),
+                    secret,
+                    format: webhook.format,
+                }),
+            });
+        }
+        for email in &config.email {
+            let password = match &email.auth {
+                Some((_, key)) => Some(resolve_password(&email.name, key, stored).await?),
+                None => None,
+            };
+            let target =
+                EmailTarget::new(email, password).map_err(|message| AlertError::Email {
+                    channel: email.name.clone(),
+                    message,
+                })?;
+            channels.push(Channel {
+                name: email.name.clone(),
+                kinds: email.kinds.clone(),
+                target: Target::Email(target),
             });
         }
         let http = reqwest::Client::builder()
@@ -380,12 +439,21 @@ impl Alerts {
             events,
         });
         for channel in &core.channels {
-            tracing::info!(
-                channel = %channel.name,
-                target = %channel.url,
-                signed = channel.secret.is_some(),
-                "alert webhook configured"
-            );
+            match &channel.target {
+                Target::Webhook(webhook) => tracing::info!(
+                    channel = %channel.name,
+                    target = %webhook.url,
+                    signed = webhook.secret.is_some(),
+                    "alert webhook configured"
+                ),
+                Target::Email(email) => tracing::info!(
+                    channel = %channel.name,
+                    server = %email.server(),
+                    recipients = email.recipients(),
+                    auth = email.authenticates(),
+                    "alert email configured"
+                ),
+            }
         }
         let worker = (!options.record_only && !core.channels.is_empty())
             .then(|| tokio::spawn(worker::run(Arc::clone(&core))).abort_handle());
@@ -455,17 +523,14 @@ impl Alerts {
     }
 }
 
-async fn resolve_secret(
-    channel: &str,
+/// The credential `key` stands for, resolving it now if it needs the
+/// gateway (a command, the vault).
+async fn resolve_credential(
     key: &ProviderKey,
     stored: Option<&StoredCredentials>,
-) -> Result<Credential, AlertError> {
-    let secret_error = |source| AlertError::Secret {
-        channel: channel.to_string(),
-        source,
-    };
-    let credential = match key {
-        ProviderKey::Ready(credential) => credential.clone(),
+) -> Result<Credential, CredentialError> {
+    match key {
+        ProviderKey::Ready(credential) => Ok(credential.clone()),
         ProviderKey::AtStart(spec) => {
             let env = crate::config::ProcessEnv;
             let ctx = crate::credentials::ResolveContext {
@@ -473,11 +538,43 @@ async fn resolve_secret(
                 base_dir: None,
                 stored,
             };
-            Credential::resolve(spec, &ctx)
-                .await
-                .map_err(secret_error)?
+            Credential::resolve(spec, &ctx).await
         }
-    };
+    }
+}
+
+async fn resolve_password(
+    channel: &str,
+    key: &ProviderKey,
+    stored: Option<&StoredCredentials>,
+) -> Result<Credential, AlertError> {
+    let credential =
+        resolve_credential(key, stored)
+            .await
+            .map_err(|source| AlertError::Password {
+                channel: channel.to_string(),
+                source,
+            })?;
+    if let Err(e) = credential.current().await {
+        // A stored password not added yet: deliveries wait (and retry)
+        // until it is.
+        tracing::warn!(channel, error = %e, "alert email SMTP password unavailable; its deliveries are retried until it is");
+    }
+    Ok(credential)
+}
+
+async fn resolve_secret(
+    channel: &str,
+    key: &ProviderKey,
+    stored: Option<&StoredCredentials>,
+) -> Result<Credential, AlertError> {
+    let credential =
+        resolve_credential(key, stored)
+            .await
+            .map_err(|source| AlertError::Secret {
+                channel: channel.to_string(),
+                source,
+            })?;
     match credential.current().await {
         Ok(secret) if secret.expose_secret().chars().count() < MIN_SECRET_CHARS => {
             Err(AlertError::WeakSecret {

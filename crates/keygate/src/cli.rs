@@ -3,6 +3,7 @@
 mod admin_client;
 mod admin_credentials;
 mod audit;
+mod incident;
 mod keys;
 mod limits;
 mod oauth_clients;
@@ -72,6 +73,9 @@ enum Command {
     /// encrypted in the database; rotate their master key.
     #[command(subcommand)]
     ProviderCredentials(provider_credentials::ProviderCredentialsCommand),
+    /// Contain a leaked key: revoke it now (optionally mint a replacement)
+    /// and report what it did while exposed.
+    Incident(incident::IncidentArgs),
     /// Register and list OAuth clients (client credentials grant).
     #[command(subcommand)]
     OauthClients(oauth_clients::OAuthClientsCommand),
@@ -122,6 +126,7 @@ pub fn run() -> ExitCode {
                 provider_credentials::run(command, &cli.target).await
             }
             Command::OauthClients(command) => oauth_clients::run(command, &cli.target).await,
+            Command::Incident(args) => incident::run(args, &cli.target).await,
         }
     });
     report(result)

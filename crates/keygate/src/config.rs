@@ -46,13 +46,15 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 }
 
 mod alerts;
+pub mod leaks;
 pub mod limits;
 pub mod oauth;
 mod provider;
 
 pub use alerts::{
-    webhook_url, AlertsConfig, KindFilter, RawAlerts, RawWebhook, WebhookConfig, WebhookFormat,
-    WebhookUrl, ENV_WEBHOOK_NAME,
+    smtp_url, webhook_url, AlertsConfig, EmailConfig, KindFilter, RawAlerts, RawEmail, RawWebhook,
+    SmtpSecurity, SmtpUrl, WebhookConfig, WebhookFormat, WebhookUrl, ENV_EMAIL_NAME,
+    ENV_WEBHOOK_NAME, MAX_EMAIL_RECIPIENTS,
 };
 pub use provider::{
     AwsConfig, AzureAdConfig, ProviderConfig, ProviderKey, ProviderKind, RawAzureAd, RawProvider,
@@ -112,8 +114,8 @@ pub struct RawConfig {
     /// Extra providers.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
-    /// Alert channels (`[[alerts.webhooks]]`; one more from
-    /// `KEYGATE_ALERT_WEBHOOK_*`).
+    /// Alert channels (`[[alerts.webhooks]]`, `[[alerts.email]]`; one more
+    /// of each from `KEYGATE_ALERT_WEBHOOK_*` and `KEYGATE_ALERT_EMAIL_*`).
     #[serde(default)]
     pub alerts: RawAlerts,
     /// `KEYGATE_REDIS_URL`: share rate and budget counters between nodes.
@@ -126,6 +128,9 @@ pub struct RawConfig {
     /// `[oauth]`: the token issuer.
     #[serde(default)]
     pub oauth: oauth::RawOAuth,
+    /// `KEYGATE_LEAK_REPORT_KEYS`: file of the public keys that may sign
+    /// leak reports (GitHub's secret-scanning key document).
+    pub leak_report_keys: Option<PathBuf>,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -191,6 +196,9 @@ pub struct Config {
     pub counters: limits::CountersConfig,
     /// The OAuth token issuer.
     pub oauth: oauth::OAuthConfig,
+    /// Public keys whose signed leak reports are believed (none: the
+    /// leak-report endpoint is off).
+    pub leak_report_keys: Vec<leaks::ReporterKey>,
     /// Validated price entries (nanodollars per million tokens) laid over
     /// the shipped table, by model name or glob.
     pub prices: BTreeMap<String, crate::ledger::pricing::Price>,
@@ -415,6 +423,7 @@ impl Config {
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
+        let leak_report_keys = leaks::validate(raw.leak_report_keys, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
             if let Some(key) = env.var(key_var) {
@@ -491,6 +500,7 @@ impl Config {
             limits,
             counters,
             oauth,
+            leak_report_keys,
             prices,
         })
     }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod leaks;
 pub mod ledger;
 pub mod lifecycle;
 pub mod mock;

@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(crate::auth::oauth::routes())
+        .route("/leak-reports", post(crate::leaks::report::receive))
         .nest("/admin/v1", crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

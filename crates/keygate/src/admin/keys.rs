@@ -45,6 +45,9 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) struct KeyView {
     /// Public id (`key_…`).
     id: String,
+    /// `data` (an API key), or the record behind an OAuth `client`, a
+    /// `service_account` or a trusted issuer's `workload` rule.
+    kind: &'static str,
     name: String,
     /// Environment, also in the secret's prefix.
     env: String,
@@ -98,7 +101,7 @@ pub(super) struct KeyView {
     last_source_ip: Option<String>,
     /// The secret: only in the answer that creates or rotates the key.
     #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
+    pub(super) key: Option<String>,
 }
 
 pub(super) fn key_view(
@@ -120,6 +123,7 @@ pub(super) fn key_view(
     };
     KeyView {
         id: record.id.clone(),
+        kind: record.kind.as_str(),
         name: record.name.clone(),
         env: record.env.clone(),
         status,
@@ -724,7 +728,7 @@ async fn find_data_key(
 }
 
 /// A data key the caller may change.
-async fn find_changeable_key(
+pub(super) async fn find_changeable_key(
     state: &AppState,
     actor: &Actor,
     id: &str,

@@ -111,6 +111,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         super::limits::set_owner_budget,
         super::limits::remove_owner_budget,
         super::limits::list_owner_budgets,
+        super::incident::incident,
         super::oauth_clients::create_client,
         super::oauth_clients::list_clients,
         super::admin_credentials::create_credential,

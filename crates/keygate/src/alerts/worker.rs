@@ -1,7 +1,9 @@
 //! The delivery worker: claims due outbox rows, sends them, records what
 //! happened, sleeps until the next is due or an alert is raised.
 
-use super::{payload, signing, Channel, Core, DeliveryEvent, DeliveryResult, REQUEST_TIMEOUT};
+use super::{
+    email, payload, signing, Core, DeliveryEvent, DeliveryResult, Target, Webhook, REQUEST_TIMEOUT,
+};
 use crate::store::{AlertDeliveryOutcome, AlertRecord, ClaimedAlertDelivery, StoreError};
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
@@ -117,7 +119,12 @@ async fn deliver_one(core: &Core, claimed: ClaimedAlertDelivery, token: &str) {
     let ClaimedAlertDelivery { delivery, alert } = claimed;
     let attempt = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
     let result = match core.channel(&delivery.channel) {
-        Some(channel) => send(core, channel, &alert, &delivery.id).await,
+        Some(channel) => match &channel.target {
+            Target::Webhook(webhook) => send(core, webhook, &alert, &delivery.id).await,
+            Target::Email(target) => email::send(target, &alert, &delivery.id)
+                .await
+                .map_err(Failure::new),
+        },
         // Only rows of configured channels are claimed.
         None => Err(Failure::new("channel is not configured on this node")),
     };
@@ -207,10 +214,10 @@ async fn deliver_one(core: &Core, claimed: ClaimedAlertDelivery, token: &str) {
     });
 }
 
-/// One attempt: sign and POST; `Ok` on a 2xx answer.
+/// One webhook attempt: sign and POST; `Ok` on a 2xx answer.
 async fn send(
     core: &Core,
-    channel: &Channel,
+    channel: &Webhook,
     alert: &AlertRecord,
     delivery_id: &str,
 ) -> Result<(), Failure> {

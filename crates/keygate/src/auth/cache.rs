@@ -311,6 +311,18 @@ impl KeyCache {
         Ok(entry)
     }
 
+    /// The entry a presented secret belongs to, whatever its state (a
+    /// revoked key, or a secret replaced by a rotation, still names its
+    /// key): what a leak report is matched against.
+    pub fn lookup(&self, presented: &str) -> Option<Arc<KeyEntry>> {
+        let parsed = key::parse(presented).ok()?;
+        let digest = self.hasher.digest(presented);
+        self.by_digest
+            .get(&digest)
+            .map(|e| Arc::clone(e.value()))
+            .filter(|e| bool::from(e.digest.ct_eq(&digest)) && e.env == parsed.env)
+    }
+
     /// The current entry of the key `id`, whatever its state (callers check
     /// it with [`usable`]): what a token minted under the key inherits.
     pub fn by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {

@@ -1,10 +1,14 @@
-//! Alerts: the outbox in both stores, and signed webhook delivery to a real
-//! HTTP receiver on loopback.
+//! Alerts: the outbox in both stores, signed webhook delivery to a real
+//! HTTP receiver on loopback, and email over SMTP.
 //!
 //! Tests that check timing run on tokio's paused clock with auto-advance
 //! held off ([`freeze_clock`]): time moves only when the test advances it,
 //! while the store and the receiver do real I/O. Every wait is on an event
 //! (a delivery outcome, a request reaching the receiver), never a sleep.
+//!
+//! Email channels, against an SMTP server on loopback, are in [`email`].
+
+mod email;
 
 use crate::support::{drop_database, fresh_database, Backend, TestGateway, BACKENDS};
 use axum::extract::State;

@@ -547,7 +547,7 @@ async fn metadata_describes_the_server_and_hostile_forms_get_oauth_errors() {
         (vec![b'a'; 70 * 1024], "application/x-www-form-urlencoded", 400, "invalid_request"),
         (format!("grant_type={EXCHANGE}&subject_token=kg_live_x&subject_token_type=urn:x").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_request"),
         (format!("grant_type={EXCHANGE}&subject_token=eyJhbGciOiJub25lIn0.e30.&subject_token_type={ACCESS_TOKEN_TYPE}").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
-        (format!("grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=abc").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
+        (b"grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=abc".to_vec(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
     ];
     for (body, content_type, status, error) in cases {
         let response = post(body, content_type).await.unwrap();
