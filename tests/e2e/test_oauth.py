@@ -19,7 +19,7 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from e2e_support import assert_openai_error, marker, mock_reply
+from e2e_support import assert_openai_error, marker, mock_reply, well_formed_unknown_key
 from oauth_support import (
     ACCESS_TOKEN_TYPE,
     API_KEY_TOKEN_TYPE,
@@ -393,7 +393,7 @@ def test_introspection_and_revocation_as_the_client(oauth_gateway) -> None:
 
     # Unauthenticated, or with a wrong secret: invalid_client.
     assert_oauth_error(introspect(gw, token), 401, "invalid_client")
-    assert_oauth_error(introspect(gw, token, basic(client["client_id"], "kg_live_wrong")), 401, "invalid_client")
+    assert_oauth_error(introspect(gw, token, basic(client["client_id"], well_formed_unknown_key())), 401, "invalid_client")
     assert_oauth_error(post_form(gw, REVOKE, {"token": token}), 401, "invalid_client")
 
     r = post_form(gw, REVOKE, {"token": token, "token_type_hint": "access_token"}, auth)
@@ -422,10 +422,10 @@ def test_introspection_and_revocation_with_the_minting_key(oauth_gateway) -> Non
     assert introspect(gw, token, bearer(other["key"])).json() == {"active": False}
     # Garbage is inactive, not an error.
     assert introspect(gw, token[:-4] + "AAAA", bearer(key["key"])).json() == {"active": False}
-    assert introspect(gw, "kg_live_nope", bearer(key["key"])).json() == {"active": False}
+    assert introspect(gw, well_formed_unknown_key(), bearer(key["key"])).json() == {"active": False}
     # A missing token parameter is invalid_request.
     assert_oauth_error(post_form(gw, INTROSPECT, {"x": "1"}, bearer(key["key"])), 400, "invalid_request")
-    assert_oauth_error(introspect(gw, token, bearer("kg_live_nope")), 401, "invalid_client")
+    assert_oauth_error(introspect(gw, token, bearer(well_formed_unknown_key())), 401, "invalid_client")
 
     assert post_form(gw, REVOKE, {"token": token}, bearer(key["key"])).status_code == 200
     assert introspect(gw, token, bearer(key["key"])).json() == {"active": False}

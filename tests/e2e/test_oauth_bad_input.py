@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e_support import RawHttp
+from e2e_support import RawHttp, well_formed_unknown_key
 from oauth_support import (
     FORM,
     INTROSPECT,
@@ -112,7 +112,7 @@ def test_token_endpoint_parameter_errors(oauth_gateway) -> None:
     assert_oauth_error(post(with_key + b"&requested_token_type=urn:ietf:params:oauth:token-type:refresh_token"),
                        400, "invalid_request")
     # Garbage as the subject: invalid_grant, not a crash.
-    for junk in ("kg_live_nope", "eyJ.eyJ.x", "eyJhbGciOiJub25lIn0.e30.", "A" * 9000):
+    for junk in (well_formed_unknown_key(), "eyJ.eyJ.x", "eyJhbGciOiJub25lIn0.e30.", "A" * 9000):
         r = post(base + f"&subject_token={junk}&subject_token_type={API_KEY_TOKEN_TYPE}".encode())
         assert_oauth_error(r, 400, "invalid_grant")
     for junk in ("not-a-jwt", "eyJ.eyJ.x", "A" * 9000):
