@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # keygate performance benchmark: the mock provider directly, nginx -> mock,
-# and keygate -> mock, under the same wrk POST load. See bench/README.md.
+# and keygate -> mock, under the same wrk POST load; then keygate's OAuth
+# token endpoint and the same chat request authenticated with an access
+# token. See bench/README.md.
 #
 #   bash bench/run.sh                     # 10 s per measured run
 #   BENCH_DURATION=5s bash bench/run.sh
@@ -18,8 +20,13 @@ CONNS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 LUA=$ROOT/bench/load.lua
+TOKEN_LUA=$ROOT/bench/token.lua
 CPU_TARGET=1.5
 LAT_TARGET=2.0
+# Ory Hydra's published client_credentials throughput on 2 CPUs, and the
+# multiple of it keygate's token endpoint aims for.
+HYDRA_TOKENS_PER_S=513
+TOKEN_TARGET_X=10
 
 START_TS=$(date +%s)
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -249,7 +256,11 @@ log "nginx on $NGINX_ADDR (master $NGINX_PID, worker(s) $NGINX_WORKERS)"
 KG_DATA=$TMP/keygate-data
 mkdir -p "$KG_DATA"
 UPSTREAM_KEY=sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# The master key seals the token signing keys; made for this run only.
+KG_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 env -u KEYGATE_CONFIG -u KEYGATE_DATABASE_URL -u KEYGATE_ADMIN_KEY -u KEYGATE_URL \
+  -u KEYGATE_MASTER_KEY_FILE -u KEYGATE_MASTER_KEY_COMMAND -u KEYGATE_OAUTH_ISSUER \
+  KEYGATE_MASTER_KEY="$KG_MASTER_KEY" \
   KEYGATE_LISTEN=127.0.0.1:0 KEYGATE_DATA_DIR="$KG_DATA" KEYGATE_LOG=warn \
   KEYGATE_WORKERS="${BENCH_KEYGATE_WORKERS:-1}" KEYGATE_DEFAULT_MAX_TOKENS=64 \
   ${BENCH_REDIS_URL:+KEYGATE_REDIS_URL="$BENCH_REDIS_URL" KEYGATE_REDIS_PREFIX="kgbench-$$"} \
@@ -284,6 +295,31 @@ fi
 BENCH_GOV_KEY=$(jq -r '.key // empty' "$TMP/key.json" 2>/dev/null || true)
 rm -f "$TMP/key.json"
 [[ -n $BENCH_GOV_KEY ]] || die "keygate keys create printed no governed key"
+# An OAuth client for the token endpoint (its id and secret reach wrk only
+# through its environment, read by bench/token.lua).
+if ! env -u KEYGATE_ADMIN_KEY KEYGATE_URL="http://$KG_ADDR" KEYGATE_DATA_DIR="$KG_DATA" \
+    "$KG" oauth-clients create --name bench-client --models 'gpt-*' --format json >"$TMP/client.json" 2>"$TMP/keys.err"; then
+  die "keygate oauth-clients create failed: $(head -c 500 "$TMP/keys.err")"
+fi
+BENCH_CLIENT_ID=$(jq -r '.client_id // empty' "$TMP/client.json" 2>/dev/null || true)
+BENCH_CLIENT_SECRET=$(jq -r '.client_secret // empty' "$TMP/client.json" 2>/dev/null || true)
+rm -f "$TMP/client.json"
+[[ -n $BENCH_CLIENT_ID && -n $BENCH_CLIENT_SECRET ]] || die "keygate oauth-clients create printed no client id or secret"
+export BENCH_CLIENT_ID BENCH_CLIENT_SECRET
+printf 'Authorization: Basic %s\n' "$(printf '%s:%s' "$BENCH_CLIENT_ID" "$BENCH_CLIENT_SECRET" | base64 | tr -d '\n')" >"$TMP/client.header"
+# An access token for the bench key (RFC 8693 exchange of the key itself, no
+# narrowing): the `kg token` target is the `keygate` target with this token
+# in place of the key, under the very same key record. The key goes in a
+# form file, never on a command line.
+printf 'grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Atoken-exchange&subject_token_type=urn%%3Akeygate%%3Aparams%%3Aoauth%%3Atoken-type%%3Aapi_key&subject_token=%s' \
+  "$BENCH_KEY" >"$TMP/exchange.form"
+code=$(curl -sS -o "$TMP/exchange.json" -w '%{http_code}' --max-time 10 \
+  -H 'Content-Type: application/x-www-form-urlencoded' --data-binary "@$TMP/exchange.form" \
+  "http://$KG_ADDR/oauth/token" 2>"$TMP/exchange.err") || code="curl-failed"
+rm -f "$TMP/exchange.form"
+BENCH_TOKEN=$(jq -r '.access_token // empty' "$TMP/exchange.json" 2>/dev/null || true)
+[[ $code == 200 && -n $BENCH_TOKEN ]] || die "token exchange for the bench key: HTTP $code: $(jq -c '{error, error_description}' "$TMP/exchange.json" 2>/dev/null)"
+rm -f "$TMP/exchange.json"
 umask 022
 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
@@ -299,8 +335,18 @@ preflight() {
 preflight "mock" "$MOCK_ADDR"
 preflight "nginx" "$NGINX_ADDR"
 preflight "keygate" "$KG_ADDR"
-KG_SENT=1   # requests keygate answered (preflight + wrk-completed), for the ledger check
-log "preflight: all three targets answer 200 with a completion"
+printf 'Authorization: Bearer %s\n' "$BENCH_TOKEN" >"$TMP/auth.header"
+preflight "keygate (access token)" "$KG_ADDR"
+printf 'Authorization: Bearer %s\n' "$BENCH_KEY" >"$TMP/auth.header"
+KG_SENT=2   # requests keygate answered (preflights + wrk-completed), for the ledger check
+code=$(curl -sS -o "$TMP/preflight.body" -w '%{http_code}' --max-time 10 -H "@$TMP/client.header" \
+  -H 'Content-Type: application/x-www-form-urlencoded' -d 'grant_type=client_credentials&scope=chat' \
+  "http://$KG_ADDR/oauth/token" 2>"$TMP/preflight.err") || code="curl-failed"
+if [[ $code != 200 ]] || ! jq -e '.access_token' "$TMP/preflight.body" >/dev/null 2>&1; then
+  die "token endpoint preflight: HTTP $code: $(jq -c '{error, error_description}' "$TMP/preflight.body" 2>/dev/null) $(cat "$TMP/preflight.err")"
+fi
+rm -f "$TMP/preflight.body"
+log "preflight: all three targets answer 200 with a completion; the token endpoint issues tokens"
 
 
 # ------------------------------------------------------------------- load --
@@ -309,13 +355,20 @@ declare -A R   # R[target.mode.field]
 # OpenAI-format model, so every request and answer is translated.
 # `governed`: the same keygate and request with the governed key (rate
 # limits, concurrency cap, budget reservation and settlement on).
-TARGETS=(mock nginx keygate governed translated)
-declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR [governed]=$KG_ADDR [translated]=$KG_ADDR)
-declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock" [governed]="kg governed" [translated]="kg translated")
-declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID" [governed]="$KG_PID" [translated]="$KG_PID")
-declare -A ROUTE=([mock]=/v1/chat/completions [nginx]=/v1/chat/completions [keygate]=/v1/chat/completions [governed]=/v1/chat/completions [translated]=/v1/messages)
-declare -A FORMAT=([mock]=openai [nginx]=openai [keygate]=openai [governed]=openai [translated]=anthropic)
-declare -A KEY=([mock]=$BENCH_KEY [nginx]=$BENCH_KEY [keygate]=$BENCH_KEY [governed]=$BENCH_GOV_KEY [translated]=$BENCH_KEY)
+# `token`: the same keygate and request as `keygate`, authenticated with an
+# access token (a JWT minted from the bench key) instead of the key.
+# `oauth`: the token endpoint itself, a client_credentials grant per request
+# (bench/token.lua); its req/s is tokens issued per second.
+TARGETS=(mock nginx keygate governed translated token oauth)
+KG_TARGETS=" keygate governed translated token oauth "   # targets served by keygate (error banner)
+LEDGER_TARGETS=" keygate governed translated token "    # targets that add ledger rows
+declare -A ADDR=([mock]=$MOCK_ADDR [nginx]=$NGINX_ADDR [keygate]=$KG_ADDR [governed]=$KG_ADDR [translated]=$KG_ADDR [token]=$KG_ADDR [oauth]=$KG_ADDR)
+declare -A LABEL=([mock]="mock (direct)" [nginx]="nginx -> mock" [keygate]="keygate -> mock" [governed]="kg governed" [translated]="kg translated" [token]="kg token" [oauth]="kg /oauth/token")
+declare -A PROC=([mock]="$MOCK_PID" [nginx]="$NGINX_PID $NGINX_WORKERS" [keygate]="$KG_PID" [governed]="$KG_PID" [translated]="$KG_PID" [token]="$KG_PID" [oauth]="$KG_PID")
+declare -A ROUTE=([mock]=/v1/chat/completions [nginx]=/v1/chat/completions [keygate]=/v1/chat/completions [governed]=/v1/chat/completions [translated]=/v1/messages [token]=/v1/chat/completions [oauth]=/oauth/token)
+declare -A FORMAT=([mock]=openai [nginx]=openai [keygate]=openai [governed]=openai [translated]=anthropic [token]=openai [oauth]=openai)
+declare -A KEY=([mock]=$BENCH_KEY [nginx]=$BENCH_KEY [keygate]=$BENCH_KEY [governed]=$BENCH_GOV_KEY [translated]=$BENCH_KEY [token]=$BENCH_TOKEN [oauth]="")
+declare -A SCRIPT=([mock]=$LUA [nginx]=$LUA [keygate]=$LUA [governed]=$LUA [translated]=$LUA [token]=$LUA [oauth]=$TOKEN_LUA)
 
 # Idle CPU of each process over 2 s (a busy-polling or chatty background task
 # shows here, and would inflate CPU per request).
@@ -341,10 +394,10 @@ if [[ $BG_BUSY_PCT -ge 10 ]]; then
   log "WARNING: the machine is ${BG_BUSY_PCT}% busy with other work; the numbers will be skewed"
 fi
 
-# run_wrk THREADS CONNS DURATION URL OUTFILE [FORMAT] [KEY]
+# run_wrk THREADS CONNS DURATION URL OUTFILE [FORMAT] [KEY] [SCRIPT]
 run_wrk() {
   local bound=$(( $(dur_secs "$3") + 30 ))
-  BENCH_KEY=${7:-$BENCH_KEY} BENCH_FORMAT=${6:-openai} run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "$LUA" "$4" >"$5" 2>&1 \
+  BENCH_KEY=${7-$BENCH_KEY} BENCH_FORMAT=${6:-openai} run_child timeout -k 5 "$bound" wrk -t"$1" -c"$2" -d"$3" --timeout 5s -s "${8:-$LUA}" "$4" >"$5" 2>&1 \
     || die "wrk failed or overran against $4: $(tail -n 5 "$5")"
   grep -q '^BENCH_RESULT ' "$5" || die "wrk printed no BENCH_RESULT line: $(tail -n 5 "$5")"
 }
@@ -358,7 +411,7 @@ measure() {
   local c0 m0 c1 m1 u0 s0 u1 s1 line kv k v
   read -r u0 s0 <<<"$(cpu_split "${pids[@]}")"
   m0=$(cpu_ticks "${mpids[@]}")
-  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}${ROUTE[$t]}" "$out" "${FORMAT[$t]}" "${KEY[$t]}"
+  run_wrk "$threads" "$conns" "$DURATION" "http://${ADDR[$t]}${ROUTE[$t]}" "$out" "${FORMAT[$t]}" "${KEY[$t]}" "${SCRIPT[$t]}"
   read -r u1 s1 <<<"$(cpu_split "${pids[@]}")"
   m1=$(cpu_ticks "${mpids[@]}")
   c0=$(( u0 + s0 )); c1=$(( u1 + s1 ))
@@ -378,7 +431,7 @@ measure() {
   R[$t.$mode.mock_cpu_us_per_req]=$(awk -v c=$(( m1 - m0 )) -v hz="$CLK_TCK" -v n="$req" 'BEGIN{printf "%.1f", (n>0)? c*1e6/hz/n : 0}')
   R[$t.$mode.rss_kb]=$(rss_kb "${pids[@]}")
   R[$t.$mode.errors]=$(( R[$t.$mode.err_connect] + R[$t.$mode.err_read] + R[$t.$mode.err_write] + R[$t.$mode.err_timeout] + R[$t.$mode.err_status] ))
-  [[ $t == keygate || $t == governed || $t == translated ]] && KG_SENT=$(( KG_SENT + req ))
+  [[ $LEDGER_TARGETS == *" $t "* ]] && KG_SENT=$(( KG_SENT + req ))
   log "$(printf '%-16s c=%-3s %8s req/s  p50 %6s us  p99 %6s us  %7s CPU-us/req (user %s, sys %s; mock %s)  errors %s' \
     "${LABEL[$t]}" "$conns" "${R[$t.$mode.rps]}" "${R[$t.$mode.p50_us]}" "${R[$t.$mode.p99_us]}" \
     "${R[$t.$mode.cpu_us_per_req]}" "${R[$t.$mode.user_us_per_req]}" "${R[$t.$mode.sys_us_per_req]}" \
@@ -387,8 +440,8 @@ measure() {
 
 log "load: warm-up $WARMUP, then ${DURATION} at c=1 (1 thread) and ${DURATION} at c=$CONNS ($THREADS threads) per target"
 for t in "${TARGETS[@]}"; do
-  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}${ROUTE[$t]}" "$TMP/wrk-$t-warmup.out" "${FORMAT[$t]}" "${KEY[$t]}"
-  if [[ $t == keygate || $t == governed || $t == translated ]]; then
+  run_wrk "$THREADS" "$CONNS" "$WARMUP" "http://${ADDR[$t]}${ROUTE[$t]}" "$TMP/wrk-$t-warmup.out" "${FORMAT[$t]}" "${KEY[$t]}" "${SCRIPT[$t]}"
+  if [[ $LEDGER_TARGETS == *" $t "* ]]; then
     w=$(sed -n 's/^BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$TMP/wrk-$t-warmup.out")
     KG_SENT=$(( KG_SENT + ${w:-0} ))
   fi
@@ -418,6 +471,12 @@ GOV_RATIO_1=$(ratio "${R[governed.c1.cpu_us_per_req]}" "${R[nginx.c1.cpu_us_per_
 GOV_OFF_N=$(ratio "${R[governed.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}")
 ADD_GOV=$(( R[governed.c1.p50_us] - R[mock.c1.p50_us] ))
 GOV_LAT_RATIO=$(ratio "$ADD_GOV" "$ADD_NGINX")
+TOKEN_KEY_N=$(ratio "${R[token.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}")
+TOKEN_KEY_1=$(ratio "${R[token.c1.cpu_us_per_req]}" "${R[keygate.c1.cpu_us_per_req]}")
+TOKEN_NGINX_N=$(ratio "${R[token.cN.cpu_us_per_req]}" "${R[nginx.cN.cpu_us_per_req]}")
+TOKENS_PER_S=${R[oauth.cN.rps]}
+HYDRA_X=$(ratio "$TOKENS_PER_S" "$HYDRA_TOKENS_PER_S")
+at_least() { awk -v r="$1" -v t="$2" 'BEGIN{ if (r == "null") print "n/a"; else if (r+0 >= t+0) print "met"; else print "MISSED" }'; }
 
 echo
 echo "keygate benchmark — $(nproc) CPUs, $(uname -r), ${DURATION} per run, warm-up ${WARMUP}, c=1 (1 thread) / c=$CONNS ($THREADS threads)"
@@ -442,6 +501,10 @@ printf 'governance on (kg governed)/nginx CPU per request, c=%s: %sx, c=1: %sx  
 printf 'governance on vs off, CPU per request at c=%s: %sx; added p50 at c=1: %s µs -> %sx nginx (target <= %sx: %s)\n' \
   "$CONNS" "$GOV_OFF_N" "$ADD_GOV" "$GOV_LAT_RATIO" "$LAT_TARGET" "$(verdict "$GOV_LAT_RATIO" "$LAT_TARGET")"
 printf 'translation (Anthropic client -> OpenAI model) vs relay, CPU per request at c=%s: %sx\n' "$CONNS" "$TR_RATIO_N"
+printf 'access token vs key (kg token/keygate), CPU per request at c=%s: %sx (%s vs %s µs), c=1: %sx; kg token/nginx at c=%s: %sx\n' \
+  "$CONNS" "$TOKEN_KEY_N" "${R[token.cN.cpu_us_per_req]}" "${R[keygate.cN.cpu_us_per_req]}" "$TOKEN_KEY_1" "$CONNS" "$TOKEN_NGINX_N"
+printf 'token endpoint (client_credentials, Basic, ES256): %s tokens/s at c=%s, %s CPU-µs/token, p50 %s µs at c=1; Ory Hydra published %s/s on 2 CPUs -> %sx  (target >= %sx: %s)\n' \
+  "$TOKENS_PER_S" "$CONNS" "${R[oauth.cN.cpu_us_per_req]}" "${R[oauth.c1.p50_us]}" "$HYDRA_TOKENS_PER_S" "$HYDRA_X" "$TOKEN_TARGET_X" "$(at_least "$HYDRA_X" "$TOKEN_TARGET_X")"
 printf 'keygate RSS after the run: %s MiB; idle CPU before the load (ms/s): mock %s, nginx %s, keygate %s\n' \
   "$(awk -v k="$KG_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')" "${IDLE[mock]}" "${IDLE[nginx]}" "${IDLE[keygate]}"
 if [[ $BG_BUSY_PCT -ge 10 ]]; then
@@ -450,15 +513,20 @@ fi
 printf 'keygate ledger: %s requests recorded, %s answered by keygate (wrk-completed + preflight; in-flight at cutoff may add a few)\n' \
   "$LEDGER_REQUESTS" "$KG_SENT"
 
-KG_ERRORS=$(( R[keygate.c1.errors] + R[keygate.cN.errors] + R[governed.c1.errors] + R[governed.cN.errors] + R[translated.c1.errors] + R[translated.cN.errors] ))
+KG_ERRORS=0
+for t in $KG_TARGETS; do KG_ERRORS=$(( KG_ERRORS + R[$t.c1.errors] + R[$t.cN.errors] )); done
 OTHER_ERRORS=$(( R[mock.c1.errors] + R[mock.cN.errors] + R[nginx.c1.errors] + R[nginx.cN.errors] ))
 if [[ $KG_ERRORS -ne 0 ]]; then
   echo
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
   echo "!! keygate returned $KG_ERRORS errors (HTTP >= 400 or socket errors) during the load:"
-  echo "!!   c=1: status ${R[keygate.c1.err_status]}, connect ${R[keygate.c1.err_connect]}, read ${R[keygate.c1.err_read]}, write ${R[keygate.c1.err_write]}, timeout ${R[keygate.c1.err_timeout]}"
-  echo "!!   c=$CONNS: status ${R[keygate.cN.err_status]}, connect ${R[keygate.cN.err_connect]}, read ${R[keygate.cN.err_read]}, write ${R[keygate.cN.err_write]}, timeout ${R[keygate.cN.err_timeout]}"
-  echo "!! Its numbers above are NOT a valid measurement of the proxy path."
+  for t in $KG_TARGETS; do
+    for mode in c1 cN; do
+      [[ ${R[$t.$mode.errors]} -ne 0 ]] || continue
+      echo "!!   ${LABEL[$t]}, c=${R[$t.$mode.conns]}: status ${R[$t.$mode.err_status]}, connect ${R[$t.$mode.err_connect]}, read ${R[$t.$mode.err_read]}, write ${R[$t.$mode.err_write]}, timeout ${R[$t.$mode.err_timeout]}"
+    done
+  done
+  echo "!! The numbers of those rows above are NOT a valid measurement."
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
 elif [[ $OTHER_ERRORS -ne 0 ]]; then
   echo
@@ -500,6 +568,9 @@ jq -n \
   --argjson add_nginx "$ADD_NGINX" --argjson add_kg "$ADD_KG" --argjson lat "$LAT_RATIO" \
   --argjson gov_n "$GOV_RATIO_N" --argjson gov_1 "$GOV_RATIO_1" --argjson gov_off "$GOV_OFF_N" \
   --argjson add_gov "$ADD_GOV" --argjson gov_lat "$GOV_LAT_RATIO" \
+  --argjson tok_key_n "$TOKEN_KEY_N" --argjson tok_key_1 "$TOKEN_KEY_1" --argjson tok_nginx_n "$TOKEN_NGINX_N" \
+  --argjson tokens_per_s "$TOKENS_PER_S" --argjson hydra "$HYDRA_TOKENS_PER_S" --argjson hydra_x "$HYDRA_X" \
+  --argjson token_target_x "$TOKEN_TARGET_X" \
   --argjson idle "$(printf '{"mock":%s,"nginx":%s,"keygate":%s}' "${IDLE[mock]}" "${IDLE[nginx]}" "${IDLE[keygate]}")" \
   --argjson bg "$BG_BUSY_PCT" \
   --argjson rss "$KG_RSS_KB" --argjson ledger "$LEDGER_REQUESTS" --argjson sent "$KG_SENT" \
@@ -516,6 +587,9 @@ jq -n \
       added_latency_ratio: $lat, added_latency_ratio_target: $lat_target,
       governed_cpu_ratio_to_nginx: $gov_n, governed_cpu_ratio_to_nginx_c1: $gov_1,
       governed_cpu_ratio_to_ungoverned: $gov_off, added_p50_us_governed: $add_gov, governed_added_latency_ratio: $gov_lat,
+      token_cpu_ratio_to_key: $tok_key_n, token_cpu_ratio_to_key_c1: $tok_key_1, token_cpu_ratio_to_nginx: $tok_nginx_n,
+      token_endpoint_tokens_per_s: $tokens_per_s, hydra_tokens_per_s: $hydra, token_endpoint_x_hydra: $hydra_x,
+      token_endpoint_x_hydra_target: $token_target_x,
       idle_cpu_ms_per_s: $idle, keygate_rss_kb: $rss, keygate_errors: $kg_errors, other_errors: $other_errors,
       ledger_requests: $ledger, keygate_requests_answered: $sent},
     elapsed_s: $elapsed}' >"$RESULTS_DIR/latest.json"

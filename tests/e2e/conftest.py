@@ -137,3 +137,35 @@ def clean_faults(mock: MockProvider) -> Iterator[MockProvider]:
     mock.clear_faults()
     yield mock
     mock.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def oauth_gateway(
+    pg: Postgres,
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs_dir: Path,
+    mock: MockProvider,
+    provider_keys: dict[str, Secret],
+) -> Iterator[Gateway]:
+    """A gateway for the OAuth tests: its issuer (KEYGATE_OAUTH_ISSUER) is
+    the URL it listens on, so the token endpoint a service-account key file
+    names is the one the tests call."""
+    from oauth_support import master_key, oauth_env
+
+    sp = Spawner(tmp_path_factory, logs_dir, pg, mock, provider_keys)
+    extra = oauth_env()
+    extra["KEYGATE_MASTER_KEY"] = master_key()
+    gw = sp.gateway(backend, extra_env=extra, name=f"oauth-{backend}")
+    yield gw
+    sp.stop_all()
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[Any]:
+    """A local OpenID Provider (discovery + JWKS on a loopback thread)."""
+    from oauth_support import OidcIssuer
+
+    issuer = OidcIssuer()
+    yield issuer
+    issuer.stop()
