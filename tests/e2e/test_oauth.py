@@ -436,12 +436,6 @@ def test_introspection_and_revocation_with_the_minting_key(oauth_gateway) -> Non
     assert chat_status(gw, key["key"])[0] == 200
 
 
-@pytest.mark.xfail(
-    reason="with KEYGATE_LISTEN=…:0 and no KEYGATE_OAUTH_ISSUER, the default issuer is built from the "
-    "configured listen address (http://127.0.0.1:0), not the bound one: every token's iss/aud and the "
-    "advertised endpoints name port 0",
-    strict=True,
-)
 def test_default_issuer_is_the_address_the_gateway_listens_on(gateway) -> None:
     meta = gateway.http.get("/.well-known/oauth-authorization-server").json()
     assert meta["issuer"] == gateway.url

@@ -586,6 +586,9 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     let local_addr = listener
         .local_addr()
         .map_err(io_error("listener address"))?;
+    if config.oauth.issuer_from_listen {
+        config.oauth.issuer = format!("http://{local_addr}");
+    }
     let changed = Arc::new(tokio::sync::Notify::new());
     if let Some(url) = config.database_url_secret() {
         spawn_key_change_listener(url.to_string(), Arc::clone(&changed));

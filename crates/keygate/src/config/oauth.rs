@@ -36,6 +36,9 @@ pub struct RawOAuth {
 pub struct OAuthConfig {
     /// The issuer URL: `iss` of every token and its default audience.
     pub issuer: String,
+    /// No issuer was configured: it is the listen address, and the address
+    /// actually bound once the listener is up (port 0 picks one).
+    pub issuer_from_listen: bool,
     /// Lifetime of a token when the request names none.
     pub token_ttl: Duration,
     /// The longest lifetime a token may be given.
@@ -57,10 +60,9 @@ pub fn validate(
     listen: SocketAddr,
     env: &dyn Env,
 ) -> Result<OAuthConfig, ConfigError> {
-    let issuer = env
-        .var("KEYGATE_OAUTH_ISSUER")
-        .or(raw.issuer)
-        .unwrap_or_else(|| format!("http://{listen}"));
+    let configured = env.var("KEYGATE_OAUTH_ISSUER").or(raw.issuer);
+    let issuer_from_listen = configured.is_none();
+    let issuer = configured.unwrap_or_else(|| format!("http://{listen}"));
     let issuer = issuer.trim_end_matches('/').to_string();
     let parsed = reqwest::Url::parse(&issuer)
         .ok()
@@ -110,6 +112,7 @@ pub fn validate(
     }
     Ok(OAuthConfig {
         issuer,
+        issuer_from_listen,
         token_ttl,
         max_token_ttl,
         signing_key_rotation,
