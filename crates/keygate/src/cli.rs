@@ -9,6 +9,7 @@ mod limits;
 mod oauth_clients;
 mod output;
 mod provider_credentials;
+mod scan;
 mod serve;
 mod service_accounts;
 mod tenancy;
@@ -89,6 +90,9 @@ enum Command {
     /// identity tokens that match claim rules get short-lived tokens.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Find leaked secrets (keygate keys and every major provider's) in
+    /// files and git history. Exit status: 0 nothing found, 1 found, 2 error.
+    Scan(scan::ScanArgs),
 }
 
 /// Output format of operator commands.
@@ -110,6 +114,11 @@ pub fn run() -> ExitCode {
         // The gateway runs its own runtimes, one per worker thread.
         return report(serve::run(args, &cli.target));
     }
+    if let Command::Scan(args) = cli.command {
+        // Threads of its own; a runtime only for --verify. Exit 1 means
+        // "found", so errors exit 2.
+        return scan::run(args, &cli.target);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,7 +131,7 @@ pub fn run() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => Ok(()),
+            Command::Serve(_) | Command::Scan(_) => Ok(()),
             Command::MockProvider(options) => crate::mock::run(options).await,
             Command::Keys(command) => keys::run(command, &cli.target).await,
             Command::Usage(args) => usage::run(args, &cli.target).await,

@@ -18,6 +18,7 @@ pub mod mock;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
+pub mod scan;
 pub mod server;
 pub mod store;
 pub mod telemetry;
