@@ -62,6 +62,7 @@ DOCUMENTED = {
     ("post", "/keys/{id}/rotate"),
     ("post", "/keys/{id}/suspend"),
     ("post", "/keys/{id}/resume"),
+    ("post", "/keys/lookup"),
     ("get", "/service-accounts"),
     ("post", "/service-accounts"),
     ("get", "/service-accounts/{id}/keys"),

@@ -6,6 +6,7 @@ mod admin_credentials;
 mod audit;
 mod ids;
 mod incident;
+mod key_lookup;
 mod keys;
 mod limits;
 mod oauth_clients;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(admin_credentials::routes())
         .merge(oauth_clients::routes())
         .merge(incident::routes())
+        .merge(key_lookup::routes())
         .merge(service_accounts::routes())
         .merge(trust::routes())
         .route("/usage", get(usage_totals))

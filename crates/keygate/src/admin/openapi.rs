@@ -128,6 +128,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         super::keys::rotate_key,
         super::keys::suspend_key,
         super::keys::resume_key,
+        super::key_lookup::lookup_keys,
         super::service_accounts::create_service_account,
         super::service_accounts::list_service_accounts,
         super::service_accounts::add_key,

@@ -20,6 +20,7 @@ mod oauth;
 mod policy;
 mod provider_credentials;
 mod routing;
+mod scan;
 mod service_accounts;
 mod store;
 mod streaming;
