@@ -5,7 +5,7 @@
 use super::admin_client::AdminClient;
 use super::Target;
 use crate::scan::allowlist::{Allowlist, DEFAULT_FILE};
-use crate::scan::history::scan_history;
+use crate::scan::history::{scan_history, scan_staged};
 use crate::scan::report::{write, ReportFormat};
 use crate::scan::walk::{scan_paths, WalkOptions};
 use crate::scan::{Finding, Progress, RuleSet, Stats, DEFAULT_MAX_SIZE};
@@ -25,6 +25,11 @@ pub struct ScanArgs {
     /// ref, each finding with the commit that introduced it.
     #[arg(long)]
     history: bool,
+    /// Scan only what is staged for the next commit (the index's version of
+    /// each added or changed file), not the working tree: for pre-commit
+    /// hooks.
+    #[arg(long, conflicts_with = "history")]
+    staged: bool,
     /// Output format (json: an array of findings; sarif: SARIF 2.1.0).
     #[arg(long, value_enum, default_value_t)]
     format: ReportFormat,
@@ -82,29 +87,33 @@ fn scan(args: ScanArgs, target: &Target) -> anyhow::Result<bool> {
     let allow = Allowlist::load(&allow_files)?;
     let rules = RuleSet::new()?;
     let progress = Progress::new(!args.no_progress && std::io::stderr().is_terminal());
-    progress.phase("working tree".into());
     let options = WalkOptions {
         max_size: args.max_size,
         no_ignore: args.no_ignore,
         threads: args.threads,
     };
-    let (mut findings, mut stats) = scan_paths(&rules, &paths, &allow, &options, &progress)?;
-    if args.history {
-        let mut repos: Vec<PathBuf> = Vec::new();
-        for path in &paths {
-            if !repos.contains(path) {
-                repos.push(path.clone());
-            }
+    let mut repos: Vec<&PathBuf> = Vec::new();
+    for path in &paths {
+        if !repos.contains(&path) {
+            repos.push(path);
         }
-        for repo in repos {
-            let (found, history_stats) = scan_history(
-                &rules,
-                &repo,
-                &allow,
-                args.max_size,
-                args.threads,
-                &progress,
-            )?;
+    }
+    let (mut findings, mut stats) = (Vec::new(), Stats::default());
+    if args.staged {
+        for repo in &repos {
+            let (found, staged_stats) =
+                scan_staged(&rules, repo, &allow, args.max_size, args.threads, &progress)?;
+            findings.extend(found);
+            stats.add(&staged_stats);
+        }
+    } else {
+        progress.phase("working tree".into());
+        (findings, stats) = scan_paths(&rules, &paths, &allow, &options, &progress)?;
+    }
+    if args.history {
+        for repo in &repos {
+            let (found, history_stats) =
+                scan_history(&rules, repo, &allow, args.max_size, args.threads, &progress)?;
             findings.extend(found);
             stats.add(&history_stats);
         }

@@ -1,6 +1,7 @@
 //! Git history: every blob any commit reachable from any ref introduced,
 //! each scanned once, and each secret reported with the oldest commit that
-//! added it to that file.
+//! added it to that file. Also the index (`--staged`): what the next commit
+//! would add.
 //!
 //! It runs the `git` binary rather than linking a git implementation:
 //! `git log --all -m --raw` lists, oldest commit first, every blob each
@@ -102,23 +103,38 @@ fn parse_log(log: &[u8], allow: &Allowlist) -> (Vec<Blob>, u64) {
     (blobs, commits.len() as u64)
 }
 
-/// Scan the history of the repository `dir` lies in (limited to `dir`'s
-/// subtree when it is a subdirectory).
+/// The directory to run git in and the pathspec for `path` (a file is
+/// looked up from its directory).
+fn locate(path: &Path) -> Result<(&Path, String), ScanError> {
+    let (dir, spec) = if path.is_file() {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| ".".into());
+        (dir, format!(":(literal){name}"))
+    } else {
+        (path, ".".to_string())
+    };
+    run_git(dir, &["rev-parse", "--show-toplevel"])
+        .map_err(|_| ScanError::Git(format!("{} is not in a git repository", path.display())))?;
+    Ok((dir, spec))
+}
+
+/// Scan the history of the repository `path` lies in (limited to `path`
+/// when it is a subdirectory or a file).
 pub fn scan_history(
     rules: &RuleSet,
-    dir: &Path,
+    path: &Path,
     allow: &Allowlist,
     max_size: u64,
     threads: usize,
     progress: &Progress,
 ) -> Result<(Vec<Finding>, Stats), ScanError> {
-    let dir = if dir.is_file() {
-        dir.parent().unwrap_or(Path::new("."))
-    } else {
-        dir
-    };
-    run_git(dir, &["rev-parse", "--show-toplevel"])
-        .map_err(|_| ScanError::Git(format!("{} is not in a git repository", dir.display())))?;
+    let (dir, spec) = locate(path)?;
     let log = run_git(
         dir,
         &[
@@ -136,7 +152,7 @@ pub fn scan_history(
             "--format=%x01%H",
             "-z",
             "--",
-            ".",
+            &spec,
         ],
     )?;
     let (blobs, commits) = parse_log(&log, allow);
@@ -145,10 +161,55 @@ pub fn scan_history(
         "history: {} blobs in {commits} commits",
         blobs.len()
     ));
-    let mut stats = Stats {
-        commits,
-        ..Stats::default()
-    };
+    let (findings, mut stats) = scan_blobs(rules, dir, &blobs, max_size, threads, progress)?;
+    stats.commits = commits;
+    Ok((findings, stats))
+}
+
+/// Scan what is staged for the next commit under `path` (the index's
+/// version of each added or changed file): what a pre-commit hook checks.
+pub fn scan_staged(
+    rules: &RuleSet,
+    path: &Path,
+    allow: &Allowlist,
+    max_size: u64,
+    threads: usize,
+    progress: &Progress,
+) -> Result<(Vec<Finding>, Stats), ScanError> {
+    let (dir, spec) = locate(path)?;
+    let diff = run_git(
+        dir,
+        &[
+            "-c",
+            "core.quotePath=false",
+            "diff",
+            "--cached",
+            "--raw",
+            "--no-renames",
+            "--no-abbrev",
+            "--no-color",
+            "--no-ext-diff",
+            "-z",
+            "--",
+            &spec,
+        ],
+    )?;
+    let (blobs, _) = parse_log(&diff, allow);
+    progress.phase(format!("staged: {} files", blobs.len()));
+    scan_blobs(rules, dir, &blobs, max_size, threads, progress)
+}
+
+/// Scan each blob once; a secret is reported once per file, at the first
+/// blob (the oldest commit) it appears in.
+fn scan_blobs(
+    rules: &RuleSet,
+    dir: &Path,
+    blobs: &[Blob],
+    max_size: u64,
+    threads: usize,
+    progress: &Progress,
+) -> Result<(Vec<Finding>, Stats), ScanError> {
+    let mut stats = Stats::default();
     if blobs.is_empty() {
         return Ok((Vec::new(), stats));
     }
@@ -230,7 +291,7 @@ pub fn scan_history(
             file: blob.path.clone(),
             line: l.line,
             column: l.column,
-            commit: Some(blob.commit.clone()),
+            commit: (!blob.commit.is_empty()).then(|| blob.commit.clone()),
             fingerprint: print,
             verified: None,
             secret: l.secret,

@@ -284,9 +284,24 @@ impl RuleSet {
                 }
             }
         }
+        // A keyword that contains another (`sk-proj-` holds `sk-`) enables
+        // that one's rules too, so a leftmost-longest, non-overlapping pass
+        // finds every rule a file needs.
+        let contained: Vec<Vec<usize>> = keywords
+            .iter()
+            .map(|outer| {
+                keywords
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, inner)| outer.contains(inner.as_str()))
+                    .flat_map(|(at, _)| keyword_rules[at].iter().copied())
+                    .collect()
+            })
+            .collect();
+        let keyword_rules = contained;
         let prefilter = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .build(&keywords)
             .map_err(|e| RuleError {
                 rule: "prefilter",
@@ -304,7 +319,7 @@ impl RuleSet {
     fn candidates(&self, text: &[u8]) -> u64 {
         let all: u64 = (1u64 << RULES.len()) - 1;
         let mut wanted = 0u64;
-        for found in self.prefilter.find_overlapping_iter(text) {
+        for found in self.prefilter.find_iter(text) {
             for &rule in &self.keyword_rules[found.pattern().as_usize()] {
                 wanted |= 1 << rule;
             }
@@ -329,11 +344,22 @@ impl RuleSet {
             if wanted & (1 << index) == 0 {
                 continue;
             }
-            for captures in self.regexes[index].captures_iter(text) {
-                let Some(found) = captures.get(1).or_else(|| captures.get(0)) else {
-                    continue;
-                };
-                let (start, mut end) = (found.start(), found.end());
+            let regex = &self.regexes[index];
+            // Only the generic rule has a group; the others need no
+            // capture engine, just the match.
+            let spans: Vec<(usize, usize)> = if regex.captures_len() > 1 {
+                regex
+                    .captures_iter(text)
+                    .filter_map(|c| c.get(1))
+                    .map(|m| (m.start(), m.end()))
+                    .collect()
+            } else {
+                regex
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end()))
+                    .collect()
+            };
+            for (start, mut end) in spans {
                 if let Some(continues) = rule.token {
                     // A generic value's left edge is the assignment the
                     // regex matched (`=`, a quote), not a token boundary.
@@ -834,5 +860,19 @@ mod tests {
         assert_eq!(set.candidates(b"fn main() { println!(\"hello\"); }"), 0);
         assert_ne!(set.candidates(b"let TOKEN = 1;"), 0);
         assert_ne!(set.candidates(b"kg_live_"), 0);
+        // A longer keyword enables the rules of the keywords inside it.
+        let legacy = RULES
+            .iter()
+            .position(|r| r.id == "openai-legacy-key")
+            .unwrap();
+        let generic = RULES
+            .iter()
+            .position(|r| r.id == "generic-api-key")
+            .unwrap();
+        assert_ne!(set.candidates(b"x sk-proj-y") & (1 << legacy), 0);
+        assert_ne!(
+            set.candidates(b"AWS_SECRET_ACCESS_KEY=") & (1 << generic),
+            0
+        );
     }
 }

@@ -769,3 +769,39 @@ async fn verify_asks_the_gateway_whether_keys_are_live() {
     assert!(out.contains("a.env:1:"), "{out}");
     gw.finish().await;
 }
+
+#[test]
+fn staged_scans_what_the_next_commit_would_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    git(root, &["init", "-q"]);
+    write_files(root, &[("README.md".into(), "# demo\n".into())]);
+    git(root, &["add", "."]);
+    git(root, &["commit", "-qm", "start"]);
+    let staged = format!("pplx-{}", alnum(48));
+    let untracked = format!("gsk_{}", alnum(52));
+    write_files(
+        root,
+        &[
+            (
+                "src/app.py".into(),
+                format!("import os\nPPLX = \"{staged}\"\n"),
+            ),
+            ("scratch.txt".into(), format!("{untracked}\n")),
+        ],
+    );
+    git(root, &["add", "src/app.py"]);
+    // The working copy changes after staging: the index's version counts.
+    write_files(root, &[("src/app.py".into(), "import os\n".into())]);
+    let (code, findings, err) = scan_json(root, &["--staged"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        places(&findings),
+        BTreeSet::from([("perplexity-api-key".into(), "src/app.py".into(), 2)])
+    );
+    assert!(findings[0].get("commit").is_none());
+    git(root, &["reset", "-q", "--", "src/app.py"]);
+    let (code, findings, _) = scan_json(root, &["--staged"]);
+    assert_eq!((code, findings.len()), (0, 0));
+    assert_eq!(scan(root, &["--staged", "--history"]).0, 2);
+}
