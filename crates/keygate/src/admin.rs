@@ -73,6 +73,23 @@ async fn require_admin(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|peer| {
+            crate::policy::client_ip(
+                peer.0.ip(),
+                request.headers(),
+                &state.config.trusted_proxies,
+            )
+        });
+    // A source locked out for credential stuffing is refused before its
+    // credential is looked at, here as on the data plane.
+    if let Some(client) = client {
+        if let Err(error) = state.anomaly.admit_source(client) {
+            return error.to_response(ErrorShape::OpenAi);
+        }
+    }
     let actor = match admin_credential(&state, &request) {
         Ok(id) => match state.store.get_key(&id).await {
             Ok(Some(record)) if record.kind == KeyKind::Admin => Actor::from_record(&record),
@@ -86,6 +103,12 @@ async fn require_admin(
             Err(error) => return store_failed(error).into_response(),
         },
         Err((error, actor)) => {
+            let presented = required_credential(request.headers()).is_ok();
+            if let (Some(client), true) = (client, presented) {
+                if error.status == http::StatusCode::UNAUTHORIZED {
+                    state.anomaly.credential_refused(client);
+                }
+            }
             let failed = audit::failed_sign_in(&state, actor, &request, &error);
             drop(request);
             failed.await;

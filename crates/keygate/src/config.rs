@@ -46,6 +46,7 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 }
 
 mod alerts;
+pub mod anomaly;
 pub mod leaks;
 pub mod limits;
 pub mod oauth;
@@ -128,6 +129,9 @@ pub struct RawConfig {
     /// `[oauth]`: the token issuer.
     #[serde(default)]
     pub oauth: oauth::RawOAuth,
+    /// `[anomaly]`: per-key anomaly detection and the stuffing lockout.
+    #[serde(default)]
+    pub anomaly: anomaly::RawAnomaly,
     /// `KEYGATE_LEAK_REPORT_KEYS`: file of the public keys that may sign
     /// leak reports (GitHub's secret-scanning key document).
     pub leak_report_keys: Option<PathBuf>,
@@ -196,6 +200,8 @@ pub struct Config {
     pub counters: limits::CountersConfig,
     /// The OAuth token issuer.
     pub oauth: oauth::OAuthConfig,
+    /// Anomaly detection and the credential-stuffing lockout.
+    pub anomaly: anomaly::AnomalyConfig,
     /// Public keys whose signed leak reports are believed (none: the
     /// leak-report endpoint is off).
     pub leak_report_keys: Vec<leaks::ReporterKey>,
@@ -423,6 +429,7 @@ impl Config {
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
+        let anomaly = anomaly::validate(raw.anomaly, env)?;
         let leak_report_keys = leaks::validate(raw.leak_report_keys, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
@@ -500,6 +507,7 @@ impl Config {
             limits,
             counters,
             oauth,
+            anomaly,
             leak_report_keys,
             prices,
         })

@@ -181,8 +181,47 @@ pub fn authenticate(
     peer: SocketAddr,
     scope: crate::policy::Scope,
 ) -> Result<Caller, ApiError> {
+    let client = crate::policy::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+    // A source locked out for credential stuffing is refused before its
+    // credential is looked at.
+    state.anomaly.admit_source(client)?;
     refuse_credential_in_query(query)?;
     let presented = required_credential(headers)?;
+    let caller = match verify_credential(state, presented, scope) {
+        Ok(caller) => caller,
+        Err(error) => {
+            if error.status == StatusCode::UNAUTHORIZED {
+                state.anomaly.credential_refused(client);
+            }
+            return Err(error);
+        }
+    };
+    let key = &caller.key;
+    if !key.scopes.allows(scope) {
+        return Err(ApiError::forbidden(
+            "scope_not_allowed",
+            format!(
+                "This API key is not allowed to call '{}' routes.",
+                scope.name()
+            ),
+        ));
+    }
+    if !key.allow_ips.allows(client) {
+        return Err(ApiError::forbidden(
+            "ip_not_allowed",
+            format!("This API key may not be used from {client}."),
+        ));
+    }
+    Ok(caller)
+}
+
+/// The caller a presented credential (a keygate key, or an access token)
+/// stands for, with the token's own scope checked for `scope`.
+fn verify_credential(
+    state: &AppState,
+    presented: &str,
+    scope: crate::policy::Scope,
+) -> Result<Caller, ApiError> {
     let now = crate::time::now_ms();
     let caller = if crate::auth::token::looks_like_jwt(presented) {
         let grant = state
@@ -243,23 +282,6 @@ pub fn authenticate(
         }
         Caller { key, token: None }
     };
-    let key = &caller.key;
-    if !key.scopes.allows(scope) {
-        return Err(ApiError::forbidden(
-            "scope_not_allowed",
-            format!(
-                "This API key is not allowed to call '{}' routes.",
-                scope.name()
-            ),
-        ));
-    }
-    let client = crate::policy::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
-    if !key.allow_ips.allows(client) {
-        return Err(ApiError::forbidden(
-            "ip_not_allowed",
-            format!("This API key may not be used from {client}."),
-        ));
-    }
     Ok(caller)
 }
 
