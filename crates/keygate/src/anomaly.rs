@@ -22,7 +22,7 @@
 //! | `anomaly.spike` | the current hour's requests exceed `spike_factor` × the trailing hourly average and `spike_min_requests`, or its spend exceeds `spike_factor` × the average spend and `spike_min_usd`; the trailing window is `spike_baseline` hours, empty hours count as zero; judged once a key has a full window of history; a spike running into the next hour is one episode | 5×, 24 h, 100 requests, $1 |
 //! | `anomaly.new_network` | first use from an IPv4 /24 or IPv6 /48 the key was never used from, once the key was first used at least `network_min_history` ago (and has a known network) | 1 day |
 //! | `anomaly.odd_hour` | use at an hour of the day (in `KEYGATE_BUDGET_TIMEZONE`) the key was never active in, once it has `odd_hour_min_days` days of history | 7 days |
-//! | `auth.stuffing` | `stuffing_failures` refused credentials from one source (IPv4 address, IPv6 /64) within `stuffing_window`: the source is locked out for `lockout` | 20, 1 min, 15 min |
+//! | `auth.stuffing` | `stuffing_failures` refused credentials from one source (IPv4 address, IPv6 /64) within `stuffing_window`: the source is locked out for `lockout`; `lockout_exempt` sources never are | 20, 1 min, 15 min, loopback |
 //!
 //! Each occurrence alerts once (dedupe keys name the key and the hour, the
 //! network, the local date and hour, or the source and the lockout). A
@@ -83,7 +83,7 @@ impl Anomaly {
     /// Start the detector task (on the current runtime).
     pub fn start(parts: Detection) -> Anomaly {
         let clock = Clock::new();
-        let lockout = Arc::new(Lockout::new(parts.config.stuffing));
+        let lockout = Arc::new(Lockout::new(parts.config.stuffing.clone()));
         let (feed, signals, processed) = Feed::new(parts.config.queue, clock);
         let detector = detector::Detector::new(parts, Arc::clone(&lockout), clock);
         tokio::spawn(detector.run(signals, processed));

@@ -439,7 +439,9 @@ mod tests {
         let c = config();
         let start = 1_767_225_600_000; // 2026-01-01T00:00Z
         let mut key = KeyState::new(start);
-        assert!(key.observe(&used(start, "203.0.113.1"), &c, Tz::UTC).is_empty());
+        assert!(key
+            .observe(&used(start, "203.0.113.1"), &c, Tz::UTC)
+            .is_empty());
         // Another network within the learning period: learnt silently.
         assert!(key
             .observe(&used(start + 1000, "198.51.100.1"), &c, Tz::UTC)
@@ -451,7 +453,11 @@ mod tests {
         // Hours: 00, 02 known by now, but the key is not 2 days old.
         let found = key.observe(&used(later + 3_600_000, "192.0.2.2"), &c, Tz::UTC);
         assert!(found.is_empty(), "{found:?}");
-        let found = key.observe(&used(start + 3 * DAY_MS + 5 * 3_600_000, "192.0.2.3"), &c, Tz::UTC);
+        let found = key.observe(
+            &used(start + 3 * DAY_MS + 5 * 3_600_000, "192.0.2.3"),
+            &c,
+            Tz::UTC,
+        );
         assert_eq!(
             found,
             vec![Finding::OddHour {

@@ -60,7 +60,10 @@ mod tests {
         assert_eq!(local_hour(ms, Tz::UTC), 10);
         // India is 5:30 ahead: 16:15.
         assert_eq!(local_hour(ms, chrono_tz::Asia::Kolkata), 16);
-        assert_eq!(local_date_hour(ms, chrono_tz::Asia::Kolkata), "2026-01-01T16");
+        assert_eq!(
+            local_date_hour(ms, chrono_tz::Asia::Kolkata),
+            "2026-01-01T16"
+        );
         let mut hours = Hours::default();
         assert!(hours.is_empty());
         hours.insert(16);

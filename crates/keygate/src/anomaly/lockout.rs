@@ -9,7 +9,8 @@
 //! concurrent map; nothing else happens on the request path. Counting
 //! starts at a source's first refusal and restarts once the window has
 //! passed. Entries whose window and lockout are over are purged by the
-//! detector task.
+//! detector task. Exempt sources (`lockout_exempt`, loopback by default)
+//! are neither counted nor locked out.
 
 use crate::config::anomaly::StuffingConfig;
 use dashmap::DashMap;
@@ -83,7 +84,7 @@ impl Lockout {
 
     /// `Err(remaining)` while `ip`'s source is locked out.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        if self.sources.is_empty() {
+        if self.sources.is_empty() || self.exempt(ip) {
             return Ok(());
         }
         let Some(tally) = self.sources.get(&Source::of(ip)) else {
@@ -105,6 +106,9 @@ impl Lockout {
     /// Count a refused credential from `ip`; `Some` when this refusal
     /// locked its source out.
     pub fn refused(&self, ip: IpAddr) -> Option<LockedOut> {
+        if self.exempt(ip) {
+            return None;
+        }
         let source = Source::of(ip);
         let now = Instant::now();
         let mut tally = self.sources.entry(source).or_insert(Tally {
@@ -117,7 +121,8 @@ impl Lockout {
             // first); a race with the lockout's start is not counted twice.
             return None;
         }
-        if tally.locked_until.is_some() || now.duration_since(tally.window_start) >= self.config.window
+        if tally.locked_until.is_some()
+            || now.duration_since(tally.window_start) >= self.config.window
         {
             *tally = Tally {
                 window_start: now,
@@ -135,6 +140,10 @@ impl Lockout {
             failures: tally.failures,
             lockout: self.config.lockout,
         })
+    }
+
+    fn exempt(&self, ip: IpAddr) -> bool {
+        !self.config.exempt.is_empty() && self.config.exempt.iter().any(|net| net.contains(&ip))
     }
 
     /// Forget sources whose window and lockout are over.
@@ -162,6 +171,7 @@ mod tests {
             failures: 3,
             window: Duration::from_secs(60),
             lockout: Duration::from_secs(600),
+            exempt: vec!["127.0.0.0/8".parse().unwrap()],
         })
     }
 
@@ -179,6 +189,11 @@ mod tests {
         assert_eq!(locked.failures, 3);
         assert_eq!(l.check(bad), Err(Duration::from_secs(600)));
         assert_eq!(l.check(ip("192.0.2.67")), Ok(()));
+        // Exempt sources are never counted.
+        for _ in 0..10 {
+            assert_eq!(l.refused(ip("127.0.0.1")), None);
+        }
+        assert_eq!(l.check(ip("127.0.0.1")), Ok(()));
         tokio::time::advance(Duration::from_secs(599)).await;
         assert_eq!(l.check(bad), Err(Duration::from_secs(1)));
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -214,7 +229,13 @@ mod tests {
             Source::of(ip("2001:db8:1:2::1")),
             Source::of(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(Source::of(ip("::ffff:192.0.2.1")), Source::of(ip("192.0.2.1")));
-        assert_eq!(Source::of(ip("2001:db8:1:2::1")).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(
+            Source::of(ip("::ffff:192.0.2.1")),
+            Source::of(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            Source::of(ip("2001:db8:1:2::1")).to_string(),
+            "2001:db8:1:2::/64"
+        );
     }
 }

@@ -11,15 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// The policy of a key or a project.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    clap::ValueEnum,
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum OnAnomaly {

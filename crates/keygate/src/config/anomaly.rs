@@ -15,7 +15,12 @@
 //! stuffing_failures = 20        # KEYGATE_ANOMALY_STUFFING_FAILURES
 //! stuffing_window = "1m"        # KEYGATE_ANOMALY_STUFFING_WINDOW
 //! lockout = "15m"               # KEYGATE_ANOMALY_LOCKOUT
+//! lockout_exempt = ["127.0.0.0/8", "::1/128"]  # KEYGATE_ANOMALY_LOCKOUT_EXEMPT (comma-separated)
 //! ```
+//!
+//! Loopback is exempt from the lockout by default: a gateway behind a
+//! reverse proxy on the same host, without `trusted_proxies`, sees every
+//! client as 127.0.0.1, and one stuffing client would lock everyone out.
 
 use super::{invalid, ConfigError, Env};
 use serde::Deserialize;
@@ -57,6 +62,9 @@ pub struct RawAnomaly {
     pub stuffing_window: Option<String>,
     /// `KEYGATE_ANOMALY_LOCKOUT`: how long a locked-out address is refused.
     pub lockout: Option<String>,
+    /// `KEYGATE_ANOMALY_LOCKOUT_EXEMPT` (comma-separated CIDRs): sources
+    /// never locked out.
+    pub lockout_exempt: Option<Vec<String>>,
 }
 
 /// When a key's hourly use is a spike.
@@ -73,7 +81,7 @@ pub struct SpikeConfig {
 }
 
 /// The credential-stuffing lockout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StuffingConfig {
     /// Refused credentials within `window` that lock a source out.
     pub failures: u32,
@@ -81,6 +89,8 @@ pub struct StuffingConfig {
     pub window: Duration,
     /// How long a source stays locked out.
     pub lockout: Duration,
+    /// Sources never locked out (their refusals are not counted).
+    pub exempt: Vec<ipnet::IpNet>,
 }
 
 /// Validated `[anomaly]`.
@@ -120,6 +130,14 @@ impl Default for AnomalyConfig {
                 failures: 20,
                 window: Duration::from_secs(60),
                 lockout: Duration::from_secs(15 * 60),
+                exempt: vec![
+                    ipnet::IpNet::V4(
+                        ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default(),
+                    ),
+                    ipnet::IpNet::V6(
+                        ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default(),
+                    ),
+                ],
             },
         }
     }
@@ -228,8 +246,8 @@ pub fn validate(raw: RawAnomaly, env: &dyn Env) -> Result<AnomalyConfig, ConfigE
     )?
     .unwrap_or(d.queue);
     let queue = in_range("queue", "KEYGATE_ANOMALY_QUEUE", queue, 16, 16_777_216)?;
-    let history = duration(env, "history", "KEYGATE_ANOMALY_HISTORY", raw.history)?
-        .unwrap_or(d.history);
+    let history =
+        duration(env, "history", "KEYGATE_ANOMALY_HISTORY", raw.history)?.unwrap_or(d.history);
     let history = duration_in_range(
         "history",
         "KEYGATE_ANOMALY_HISTORY",
@@ -264,7 +282,9 @@ pub fn validate(raw: RawAnomaly, env: &dyn Env) -> Result<AnomalyConfig, ConfigE
         "KEYGATE_ANOMALY_SPIKE_BASELINE",
         raw.spike_baseline,
     )?
-    .unwrap_or(Duration::from_secs(u64::from(d.spike.baseline_hours) * 3600));
+    .unwrap_or(Duration::from_secs(
+        u64::from(d.spike.baseline_hours) * 3600,
+    ));
     if baseline.as_secs() % 3600 != 0 || baseline.subsec_nanos() != 0 {
         return Err(invalid(
             name("spike_baseline", "KEYGATE_ANOMALY_SPIKE_BASELINE"),
@@ -401,6 +421,23 @@ pub fn validate(raw: RawAnomaly, env: &dyn Env) -> Result<AnomalyConfig, ConfigE
             Duration::from_secs(7 * 86_400),
         )?;
     }
+    let exempt = match env
+        .var("KEYGATE_ANOMALY_LOCKOUT_EXEMPT")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .or(raw.lockout_exempt)
+    {
+        Some(list) => list
+            .iter()
+            .map(|entry| crate::policy::parse_network(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(name("lockout_exempt", "KEYGATE_ANOMALY_LOCKOUT_EXEMPT"), e))?,
+        None => d.stuffing.exempt,
+    };
     Ok(AnomalyConfig {
         enabled,
         queue,
@@ -417,6 +454,7 @@ pub fn validate(raw: RawAnomaly, env: &dyn Env) -> Result<AnomalyConfig, ConfigE
             failures,
             window,
             lockout,
+            exempt,
         },
     })
 }
@@ -462,6 +500,19 @@ mod tests {
         assert_eq!(config.spike.min_cost_nanos, 500_000_000);
         assert_eq!(config.stuffing.failures, 5);
         assert_eq!(config.stuffing.lockout, Duration::from_secs(3600));
+        let config = validate(
+            RawAnomaly::default(),
+            &env(&[("KEYGATE_ANOMALY_LOCKOUT_EXEMPT", " 10.0.0.0/8, ")]),
+        )
+        .unwrap();
+        assert_eq!(config.stuffing.exempt.len(), 1);
+        let loopback = AnomalyConfig::default().stuffing.exempt;
+        assert!(loopback
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+        assert!(loopback
+            .iter()
+            .any(|n| n.contains(&"::1".parse::<std::net::IpAddr>().unwrap())));
     }
 
     #[test]
@@ -477,6 +528,7 @@ mod tests {
             ("KEYGATE_ANOMALY_STUFFING_FAILURES", "0"),
             ("KEYGATE_ANOMALY_LOCKOUT", "soon"),
             ("KEYGATE_ANOMALY_HISTORY", "10m"),
+            ("KEYGATE_ANOMALY_LOCKOUT_EXEMPT", "10.0.0.0/99"),
         ] {
             let error = validate(RawAnomaly::default(), &env(&[(var, value)]))
                 .unwrap_err()
