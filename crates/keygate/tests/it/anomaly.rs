@@ -493,3 +493,50 @@ async fn detection_can_be_turned_off() {
     assert!(alerts(&gw).await.is_empty());
     gw.finish().await;
 }
+
+/// Run the real `keygate` binary against `gw`; its JSON answer.
+fn keygate_json(gw: &TestGateway, args: &[&str]) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(args)
+        .args(["--format", "json"])
+        .current_dir(gw.dir.path())
+        .env("KEYGATE_URL", &gw.base)
+        .env("KEYGATE_ADMIN_KEY", &gw.admin_key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+// The CLI is waited for synchronously: the gateway needs other threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_key_and_project_policies() {
+    let gw = gateway(&[]).await;
+    let created = keygate_json(
+        &gw,
+        &["keys", "create", "--name", "ci", "--on-anomaly", "suspend"],
+    );
+    assert_eq!(created["on_anomaly"], "suspend");
+    let id = created["id"].as_str().unwrap().to_string();
+    let updated = keygate_json(&gw, &["keys", "update", &id, "--on-anomaly", "project"]);
+    assert_eq!(updated["on_anomaly"], Value::Null);
+    let updated = keygate_json(&gw, &["keys", "update", &id, "--on-anomaly", "alert"]);
+    assert_eq!(updated["on_anomaly"], "alert");
+    let project = keygate_json(
+        &gw,
+        &[
+            "projects",
+            "update",
+            "proj_default",
+            "--on-anomaly",
+            "suspend",
+        ],
+    );
+    assert_eq!(project["on_anomaly"], "suspend");
+    gw.finish().await;
+}
