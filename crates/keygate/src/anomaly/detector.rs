@@ -418,10 +418,11 @@ mod tests {
     use super::*;
 
     fn config() -> AnomalyConfig {
-        let mut config = AnomalyConfig::default();
-        config.network_min_history = Duration::from_secs(3600);
-        config.odd_hour_min_days = 2;
-        config
+        AnomalyConfig {
+            network_min_history: Duration::from_secs(3600),
+            odd_hour_min_days: 2,
+            ..AnomalyConfig::default()
+        }
     }
 
     fn used(at: i64, source: &str) -> Observation {

@@ -99,7 +99,7 @@ impl Feed {
         if self.tx.try_send(signal).is_err() {
             self.counters.queued.fetch_sub(1, Ordering::AcqRel);
             let dropped = self.counters.dropped.fetch_add(1, Ordering::AcqRel) + 1;
-            if dropped.is_power_of_two() || dropped % 10_000 == 0 {
+            if dropped.is_power_of_two() || dropped.is_multiple_of(10_000) {
                 tracing::warn!(
                     dropped_total = dropped,
                     "anomaly detection is behind: ledger rows dropped from its queue (requests are unaffected)"
