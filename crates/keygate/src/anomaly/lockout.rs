@@ -5,8 +5,9 @@
 //! Other sources are unaffected.
 //!
 //! A source is an IPv4 address, or an IPv6 /64 (an IPv6 client picks its
-//! address within its /64 at will). The check is one lookup in a sharded
-//! concurrent map; nothing else happens on the request path. Counting
+//! address within its /64 at will). The check is an atomic load while no
+//! source is locked out, else one lookup in a sharded concurrent map;
+//! nothing else happens on the request path. Counting
 //! starts at a source's first refusal and restarts once the window has
 //! passed. Entries whose window and lockout are over are purged by the
 //! detector task. Exempt sources (`lockout_exempt`, loopback by default)
@@ -15,6 +16,7 @@
 use crate::config::anomaly::StuffingConfig;
 use dashmap::DashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -71,6 +73,9 @@ pub struct LockedOut {
 pub struct Lockout {
     config: StuffingConfig,
     sources: DashMap<Source, Tally>,
+    /// Entries with a lockout set (running or over but not yet purged):
+    /// while none has, the check reads nothing else.
+    locked: AtomicUsize,
 }
 
 impl Lockout {
@@ -79,12 +84,13 @@ impl Lockout {
         Lockout {
             config,
             sources: DashMap::new(),
+            locked: AtomicUsize::new(0),
         }
     }
 
     /// `Err(remaining)` while `ip`'s source is locked out.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        if self.sources.is_empty() || self.exempt(ip) {
+        if self.locked.load(Ordering::Acquire) == 0 || self.exempt(ip) {
             return Ok(());
         }
         let Some(tally) = self.sources.get(&Source::of(ip)) else {
@@ -124,6 +130,9 @@ impl Lockout {
         if tally.locked_until.is_some()
             || now.duration_since(tally.window_start) >= self.config.window
         {
+            if tally.locked_until.is_some() {
+                self.locked.fetch_sub(1, Ordering::AcqRel);
+            }
             *tally = Tally {
                 window_start: now,
                 failures: 0,
@@ -135,6 +144,7 @@ impl Lockout {
             return None;
         }
         tally.locked_until = Some(now + self.config.lockout);
+        self.locked.fetch_add(1, Ordering::AcqRel);
         Some(LockedOut {
             source,
             failures: tally.failures,
@@ -151,7 +161,11 @@ impl Lockout {
         let now = Instant::now();
         let window = self.config.window;
         self.sources.retain(|_, tally| match tally.locked_until {
-            Some(until) => until > now,
+            Some(until) if until > now => true,
+            Some(_) => {
+                self.locked.fetch_sub(1, Ordering::AcqRel);
+                false
+            }
             None => now.duration_since(tally.window_start) < window,
         });
     }
@@ -202,6 +216,14 @@ mod tests {
         assert_eq!(l.refused(bad), None);
         l.purge();
         assert_eq!(l.tracked(), 1);
+        assert_eq!(l.locked.load(Ordering::Acquire), 0);
+        // Locked again, then purged once over.
+        l.refused(bad);
+        l.refused(bad);
+        assert_eq!(l.locked.load(Ordering::Acquire), 1);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        l.purge();
+        assert_eq!((l.tracked(), l.locked.load(Ordering::Acquire)), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
