@@ -263,6 +263,18 @@ pub fn authenticate(
     Ok(caller)
 }
 
+/// A refused request that presented a real key (revoked, suspended,
+/// expired, or used where it may not be) is recorded against that key: an
+/// incident report must show what was tried with a key after it died.
+fn attribute_refusal(state: &AppState, headers: &HeaderMap, event: &mut UsageEvent) {
+    let Some(presented) = crate::auth::extract::presented_credential(headers) else {
+        return;
+    };
+    if let Some(key) = state.keys.lookup(presented) {
+        event.set_key(&key);
+    }
+}
+
 /// The model and streaming choice of a route that carries them in its path.
 type PathModel = Option<(String, bool)>;
 
@@ -346,7 +358,13 @@ async fn proxy(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let caller = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
+    let caller = match authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope()) {
+        Ok(caller) => caller,
+        Err(error) => {
+            attribute_refusal(state, &parts.headers, event);
+            return Err(error);
+        }
+    };
     caller.mark(event);
     let key = &caller.key;
 
