@@ -70,7 +70,13 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// incident's replacement key): everything else in every admin answer
 /// passes the redactor, so a credential pasted into a description, a
 /// metadata value or a user agent is never shown back.
-const SHOWN_ONCE: &[&str] = &["key", "client_secret", "key_file", "private_key", "replacement"];
+const SHOWN_ONCE: &[&str] = &[
+    "key",
+    "client_secret",
+    "key_file",
+    "private_key",
+    "replacement",
+];
 
 /// Largest admin answer the redactor reads (larger ones are refused rather
 /// than shown unredacted).
@@ -88,7 +94,8 @@ async fn redact_answer(request: Request, next: Next) -> Response {
     }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {
-        return ApiError::unavailable("The answer could not be read.").to_response(ErrorShape::OpenAi);
+        return ApiError::unavailable("The answer could not be read.")
+            .to_response(ErrorShape::OpenAi);
     };
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Response::from_parts(parts, axum::body::Body::from(bytes));

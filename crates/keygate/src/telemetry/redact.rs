@@ -25,9 +25,34 @@ pub const MASK: &str = "…[redacted]";
 
 /// Words that precede or start every format below (matched without case).
 const KEYWORDS: &[&str] = &[
-    "kg_", "sk-", "sk_", "aiza", "gsk_", "xai-", "pplx-", "akia", "asia", "ghp_", "gho_", "ghu_",
-    "ghs_", "ghr_", "github_pat_", "private key", "eyj", "authorization", "api-key", "api_key",
-    "apikey", "secret", "token", "password", "passwd", "://", "bearer", "basic ",
+    "kg_",
+    "sk-",
+    "sk_",
+    "aiza",
+    "gsk_",
+    "xai-",
+    "pplx-",
+    "akia",
+    "asia",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "private key",
+    "eyj",
+    "authorization",
+    "api-key",
+    "api_key",
+    "apikey",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "://",
+    "bearer",
+    "basic ",
 ];
 
 /// One format: a regular expression whose group `s` is the secret.
@@ -81,7 +106,10 @@ fn mask(secret: &str) -> String {
     if secret.ends_with(MASK) || secret.contains("[redacted]") {
         return secret.to_string();
     }
-    let keep: String = secret.chars().take(KEEP.min(secret.chars().count() / 3)).collect();
+    let keep: String = secret
+        .chars()
+        .take(KEEP.min(secret.chars().count() / 3))
+        .collect();
     format!("{keep}{MASK}")
 }
 
@@ -112,7 +140,12 @@ fn redact_all(text: &str) -> Cow<'_, str> {
                     Some(secret) => {
                         let start = secret.start() - caps.get(0).map_or(0, |m| m.start());
                         let end = start + secret.as_str().len();
-                        format!("{}{}{}", &whole[..start], mask(secret.as_str()), &whole[end..])
+                        format!(
+                            "{}{}{}",
+                            &whole[..start],
+                            mask(secret.as_str()),
+                            &whole[end..]
+                        )
                     }
                     None => whole.to_string(),
                 }
@@ -216,7 +249,10 @@ mod tests {
             "key_01jabc revoked by key_01jdef",
             "tokens: 42",
         ] {
-            assert!(matches!(redact(line), Cow::Borrowed(_)) || redact(line) == line, "{line}");
+            assert!(
+                matches!(redact(line), Cow::Borrowed(_)) || redact(line) == line,
+                "{line}"
+            );
         }
         assert!(matches!(
             redact("request served status=200 latency_ms=12"),
@@ -226,7 +262,8 @@ mod tests {
 
     #[test]
     fn json_keeps_the_shown_once_secret_and_masks_the_rest() {
-        let secret = secrecy::ExposeSecret::expose_secret(&crate::auth::key::generate("live")).to_string();
+        let secret =
+            secrecy::ExposeSecret::expose_secret(&crate::auth::key::generate("live")).to_string();
         let leaked = format!("sk-proj-{}", random(48));
         let mut answer = serde_json::json!({
             "key": secret,
