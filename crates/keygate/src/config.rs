@@ -135,6 +135,8 @@ pub struct RawConfig {
     /// `KEYGATE_LEAK_REPORT_KEYS`: file of the public keys that may sign
     /// leak reports (GitHub's secret-scanning key document).
     pub leak_report_keys: Option<PathBuf>,
+    /// `KEYGATE_LOG_BODIES`: log bodies (redacted) at debug level.
+    pub log_bodies: Option<bool>,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -202,6 +204,10 @@ pub struct Config {
     pub oauth: oauth::OAuthConfig,
     /// Anomaly detection and the credential-stuffing lockout.
     pub anomaly: anomaly::AnomalyConfig,
+    /// `KEYGATE_LOG_BODIES`: log request and (non-streamed) response
+    /// bodies at debug level, redacted. Off by default: bodies carry users'
+    /// prompts.
+    pub log_bodies: bool,
     /// Public keys whose signed leak reports are believed (none: the
     /// leak-report endpoint is off).
     pub leak_report_keys: Vec<leaks::ReporterKey>,
@@ -509,6 +515,10 @@ impl Config {
             oauth,
             anomaly,
             leak_report_keys,
+            log_bodies: env
+                .var("KEYGATE_LOG_BODIES")
+                .or(raw.log_bodies.map(|b| b.to_string()))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             prices,
         })
     }
