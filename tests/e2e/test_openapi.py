@@ -121,9 +121,21 @@ checks.negative_data_rejection.enabled = false
 checks.use_after_free.enabled = false
 checks.ensure_resource_availability.enabled = false
 
-# An OAuth client is defined by the same key definition, checked the same way.
+# OAuth clients, service accounts and trust rules are defined by the same
+# key definition (plus public keys, issuer URLs, JWKS and durations the
+# handler parses), checked the same way.
 [[operations]]
 include-tag = "oauth-clients"
+checks.positive_data_acceptance.enabled = false
+checks.negative_data_rejection.enabled = false
+
+[[operations]]
+include-tag = "service-accounts"
+checks.positive_data_acceptance.enabled = false
+checks.negative_data_rejection.enabled = false
+
+[[operations]]
+include-tag = "trusted-issuers"
 checks.positive_data_acceptance.enabled = false
 checks.negative_data_rejection.enabled = false
 """

@@ -64,6 +64,50 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/openapi.json", get(openapi::serve))
         .merge(instance_wide)
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
+        .layer(axum::middleware::from_fn(redact_answer))
+}
+
+/// Fields of an answer that exist to show a secret, once (a created or
+/// rotated key, a client secret, a service account's key file, an
+/// incident's replacement key): everything else in every admin answer
+/// passes the redactor, so a credential pasted into a description, a
+/// metadata value or a user agent is never shown back.
+const SHOWN_ONCE: &[&str] = &[
+    "key",
+    "client_secret",
+    "key_file",
+    "private_key",
+    "replacement",
+];
+
+/// Largest admin answer the redactor reads (larger ones are refused rather
+/// than shown unredacted).
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
+async fn redact_answer(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {
+        return ApiError::unavailable("The answer could not be read.")
+            .to_response(ErrorShape::OpenAi);
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    crate::telemetry::redact::redact_json(&mut value, SHOWN_ONCE);
+    let Ok(text) = serde_json::to_vec(&value) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// Every admin route: an admin credential is required; every change (and
@@ -75,6 +119,23 @@ async fn require_admin(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|peer| {
+            crate::policy::client_ip(
+                peer.0.ip(),
+                request.headers(),
+                &state.config.trusted_proxies,
+            )
+        });
+    // A source locked out for credential stuffing is refused before its
+    // credential is looked at, here as on the data plane.
+    if let Some(client) = client {
+        if let Err(error) = state.anomaly.admit_source(client) {
+            return error.to_response(ErrorShape::OpenAi);
+        }
+    }
     let actor = match admin_credential(&state, &request) {
         Ok(id) => match state.store.get_key(&id).await {
             Ok(Some(record)) if record.kind == KeyKind::Admin => Actor::from_record(&record),
@@ -88,6 +149,12 @@ async fn require_admin(
             Err(error) => return store_failed(error).into_response(),
         },
         Err((error, actor)) => {
+            let presented = required_credential(request.headers()).is_ok();
+            if let (Some(client), true) = (client, presented) {
+                if error.status == http::StatusCode::UNAUTHORIZED {
+                    state.anomaly.credential_refused(client);
+                }
+            }
             let failed = audit::failed_sign_in(&state, actor, &request, &error);
             drop(request);
             failed.await;

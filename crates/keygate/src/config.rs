@@ -46,6 +46,7 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 }
 
 mod alerts;
+pub mod anomaly;
 pub mod leaks;
 pub mod limits;
 pub mod oauth;
@@ -128,9 +129,14 @@ pub struct RawConfig {
     /// `[oauth]`: the token issuer.
     #[serde(default)]
     pub oauth: oauth::RawOAuth,
+    /// `[anomaly]`: per-key anomaly detection and the stuffing lockout.
+    #[serde(default)]
+    pub anomaly: anomaly::RawAnomaly,
     /// `KEYGATE_LEAK_REPORT_KEYS`: file of the public keys that may sign
     /// leak reports (GitHub's secret-scanning key document).
     pub leak_report_keys: Option<PathBuf>,
+    /// `KEYGATE_LOG_BODIES`: log bodies (redacted) at debug level.
+    pub log_bodies: Option<bool>,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -196,6 +202,12 @@ pub struct Config {
     pub counters: limits::CountersConfig,
     /// The OAuth token issuer.
     pub oauth: oauth::OAuthConfig,
+    /// Anomaly detection and the credential-stuffing lockout.
+    pub anomaly: anomaly::AnomalyConfig,
+    /// `KEYGATE_LOG_BODIES`: log request and (non-streamed) response
+    /// bodies at debug level, redacted. Off by default: bodies carry users'
+    /// prompts.
+    pub log_bodies: bool,
     /// Public keys whose signed leak reports are believed (none: the
     /// leak-report endpoint is off).
     pub leak_report_keys: Vec<leaks::ReporterKey>,
@@ -423,6 +435,7 @@ impl Config {
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
+        let anomaly = anomaly::validate(raw.anomaly, env)?;
         let leak_report_keys = leaks::validate(raw.leak_report_keys, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
@@ -500,7 +513,12 @@ impl Config {
             limits,
             counters,
             oauth,
+            anomaly,
             leak_report_keys,
+            log_bodies: env
+                .var("KEYGATE_LOG_BODIES")
+                .or(raw.log_bodies.map(|b| b.to_string()))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             prices,
         })
     }

@@ -187,20 +187,23 @@ impl ApiError {
 
     /// Render in the given shape.
     pub fn to_response(&self, shape: ErrorShape) -> Response {
+        // A message may quote what the client sent (a model name, a
+        // parameter): a credential pasted there is not echoed back.
+        let message = crate::telemetry::redact::redact(&self.message);
         let body = match shape {
             ErrorShape::OpenAi => json!({"error": {
-                "message": self.message,
+                "message": message,
                 "type": openai_error_type(self.status),
                 "param": self.param,
                 "code": self.code,
             }}),
             ErrorShape::Anthropic => json!({"type": "error", "error": {
                 "type": anthropic_error_type(self.status),
-                "message": self.message,
+                "message": message,
             }}),
             ErrorShape::Google => json!({"error": {
                 "code": self.status.as_u16(),
-                "message": self.message,
+                "message": message,
                 "status": google_status_name(self.status),
             }}),
         };

@@ -121,6 +121,8 @@ pub struct Ledger {
     messages: mpsc::Sender<Message>,
     journal: Arc<Journal>,
     committed: watch::Receiver<u64>,
+    /// Anomaly detection, offered every recorded row (shared by clones).
+    observer: Arc<std::sync::OnceLock<crate::anomaly::Feed>>,
 }
 
 /// Rows waiting for the store before producers are made to wait.
@@ -159,14 +161,27 @@ impl Ledger {
                 messages,
                 journal,
                 committed,
+                observer: Arc::new(std::sync::OnceLock::new()),
             },
             writer,
         ))
     }
 
+    /// Offer every row recorded from now on, by this handle and every
+    /// clone, to anomaly detection (once; a second call is ignored).
+    pub fn observe(&self, feed: crate::anomaly::Feed) {
+        if self.observer.set(feed).is_err() {
+            tracing::debug!("the ledger already feeds anomaly detection");
+        }
+    }
+
     /// Record a row. When this returns the row is in the journal: it
-    /// survives a crash of the gateway and reaches the store shortly.
+    /// survives a crash of the gateway and reaches the store shortly; it
+    /// has been offered to anomaly detection (which never waits).
     pub async fn record(&self, event: UsageEvent) {
+        if let Some(feed) = self.observer.get() {
+            feed.offer(&event);
+        }
         let segment = match self.journal.append(&event) {
             Ok(segment) => segment,
             Err(e) => {

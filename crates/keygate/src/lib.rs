@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod anomaly;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -181,8 +181,47 @@ pub fn authenticate(
     peer: SocketAddr,
     scope: crate::policy::Scope,
 ) -> Result<Caller, ApiError> {
+    let client = crate::policy::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+    // A source locked out for credential stuffing is refused before its
+    // credential is looked at.
+    state.anomaly.admit_source(client)?;
     refuse_credential_in_query(query)?;
     let presented = required_credential(headers)?;
+    let caller = match verify_credential(state, presented, scope) {
+        Ok(caller) => caller,
+        Err(error) => {
+            if error.status == StatusCode::UNAUTHORIZED {
+                state.anomaly.credential_refused(client);
+            }
+            return Err(error);
+        }
+    };
+    let key = &caller.key;
+    if !key.scopes.allows(scope) {
+        return Err(ApiError::forbidden(
+            "scope_not_allowed",
+            format!(
+                "This API key is not allowed to call '{}' routes.",
+                scope.name()
+            ),
+        ));
+    }
+    if !key.allow_ips.allows(client) {
+        return Err(ApiError::forbidden(
+            "ip_not_allowed",
+            format!("This API key may not be used from {client}."),
+        ));
+    }
+    Ok(caller)
+}
+
+/// The caller a presented credential (a keygate key, or an access token)
+/// stands for, with the token's own scope checked for `scope`.
+fn verify_credential(
+    state: &AppState,
+    presented: &str,
+    scope: crate::policy::Scope,
+) -> Result<Caller, ApiError> {
     let now = crate::time::now_ms();
     let caller = if crate::auth::token::looks_like_jwt(presented) {
         let grant = state
@@ -243,24 +282,19 @@ pub fn authenticate(
         }
         Caller { key, token: None }
     };
-    let key = &caller.key;
-    if !key.scopes.allows(scope) {
-        return Err(ApiError::forbidden(
-            "scope_not_allowed",
-            format!(
-                "This API key is not allowed to call '{}' routes.",
-                scope.name()
-            ),
-        ));
-    }
-    let client = crate::policy::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
-    if !key.allow_ips.allows(client) {
-        return Err(ApiError::forbidden(
-            "ip_not_allowed",
-            format!("This API key may not be used from {client}."),
-        ));
-    }
     Ok(caller)
+}
+
+/// A refused request that presented a real key (revoked, suspended,
+/// expired, or used where it may not be) is recorded against that key: an
+/// incident report must show what was tried with a key after it died.
+fn attribute_refusal(state: &AppState, headers: &HeaderMap, event: &mut UsageEvent) {
+    let Some(presented) = crate::auth::extract::presented_credential(headers) else {
+        return;
+    };
+    if let Some(key) = state.keys.lookup(presented) {
+        event.set_key(&key);
+    }
 }
 
 /// The model and streaming choice of a route that carries them in its path.
@@ -346,11 +380,20 @@ async fn proxy(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let caller = authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope())?;
+    let caller = match authenticate(state, &parts.headers, parts.uri.query(), peer, op.scope()) {
+        Ok(caller) => caller,
+        Err(error) => {
+            attribute_refusal(state, &parts.headers, event);
+            return Err(error);
+        }
+    };
     caller.mark(event);
     let key = &caller.key;
 
     let bytes = body::read_json(&parts.headers, body, state.config.max_body_bytes).await?;
+    if state.config.log_bodies {
+        log_body("request", &event.request_id, &bytes);
+    }
     let head = match &path_model {
         Some((model, stream)) => body::gemini_head(&bytes, model, *stream)?,
         None => body::parse_head(&bytes)?,
@@ -699,8 +742,29 @@ async fn respond(
     event.status = status.as_u16();
     event.latency_ms = elapsed_ms(started);
     settle(answer.permit.take(), event).await;
+    if state.config.log_bodies {
+        log_body("response", &event.request_id, &body);
+    }
     state.ledger.record(event.clone()).await;
     Ok(plain_response(status, content_type, body))
+}
+
+/// Most bytes of a body that body logging writes.
+const LOGGED_BODY_BYTES: usize = 16 * 1024;
+
+/// Log a body at debug level, cut to [`LOGGED_BODY_BYTES`] and redacted
+/// (only when the operator turned body logging on: bodies carry users'
+/// prompts).
+fn log_body(which: &'static str, request_id: &str, body: &[u8]) {
+    let cut = &body[..body.len().min(LOGGED_BODY_BYTES)];
+    let text = String::from_utf8_lossy(cut);
+    tracing::debug!(
+        request_id,
+        which,
+        bytes = body.len(),
+        body = %crate::telemetry::redact::redact(&text),
+        "body"
+    );
 }
 
 /// Send one attempt; returns the answer and the provider key it carried.

@@ -101,6 +101,8 @@ pub struct Shared {
     pub tokens: Arc<crate::auth::token::Tokens>,
     /// Trusted OIDC issuers' signing keys (token exchange).
     pub federation: crate::auth::oauth::federation::IssuerKeys,
+    /// Anomaly detection and the credential-stuffing lockout.
+    pub anomaly: crate::anomaly::Anomaly,
 }
 
 impl Deref for AppState {
@@ -598,6 +600,20 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         crate::alerts::Alerts::start(Arc::clone(&store), &config.alerts, Some(&credentials))
             .await?;
     let governor = start_governor(&config, &store, &ledger, &alerts).await?;
+    let anomaly = if config.anomaly.enabled {
+        crate::anomaly::Anomaly::start(crate::anomaly::Detection {
+            store: Arc::clone(&store),
+            keys: Arc::clone(&keys),
+            alerts: alerts.clone(),
+            config: config.anomaly.clone(),
+            zone: config.limits.timezone,
+        })
+    } else {
+        crate::anomaly::Anomaly::disabled()
+    };
+    if let Some(feed) = anomaly.feed() {
+        ledger.observe(feed.clone());
+    }
     let signing = crate::auth::signing::SigningKeys::start(
         Arc::clone(&store),
         credentials.clone(),
@@ -633,6 +649,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         governor,
         tokens,
         federation: crate::auth::oauth::federation::IssuerKeys::new()?,
+        anomaly,
     })?;
     crate::lifecycle::spawn(
         crate::lifecycle::Lifecycle::new(&state),

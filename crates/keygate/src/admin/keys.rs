@@ -59,6 +59,9 @@ pub(super) struct KeyView {
     owner: Option<String>,
     /// Where automatic rotations deliver the new secret (opted in).
     auto_rotate_webhook: Option<String>,
+    /// What an anomaly (spike, new network, odd hour) on this key does:
+    /// `alert` or `suspend`; `null`: as its project says.
+    on_anomaly: Option<crate::anomaly::OnAnomaly>,
     /// Last characters of the secret, for recognition.
     hint: String,
     /// The key's own limits (its owner's, project's and organisation's
@@ -131,6 +134,7 @@ pub(super) fn key_view(
         project_id: record.project_id.clone(),
         owner: record.owner.clone(),
         auto_rotate_webhook: record.auto_rotate_webhook.clone(),
+        on_anomaly: record.on_anomaly,
         hint: record.hint.clone(),
         limits: LimitsView::of(&record.limits),
         models: record.models.clone(),
@@ -330,6 +334,10 @@ pub(super) struct CreateKey {
     #[serde(default)]
     #[schema(schema_with = alert_thresholds)]
     budget_alerts: Option<Vec<Whole>>,
+    /// What an anomaly (spike, new network, odd hour) on this key does:
+    /// `alert` or `suspend`; default: as its project says.
+    #[serde(default)]
+    on_anomaly: Option<crate::anomaly::OnAnomaly>,
 }
 
 const MAX_DESCRIPTION: usize = 1024;
@@ -584,6 +592,7 @@ pub(super) async fn create_record(
         owner: Some(owner),
         auto_rotate_webhook,
         limits,
+        on_anomaly: input.on_anomaly,
         ..KeyRecord::fresh(
             kind,
             name.to_string(),
@@ -1054,6 +1063,11 @@ pub(super) struct UpdateKey {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = alert_thresholds)]
     budget_alerts: Option<Option<Vec<Whole>>>,
+    /// What an anomaly on this key does: `alert` or `suspend`; `null`: as
+    /// its project says. Anything but `suspend` needs an admin or owner.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::anomaly::OnAnomaly>)]
+    on_anomaly: Option<Option<crate::anomaly::OnAnomaly>>,
 }
 
 /// Update a key
@@ -1161,6 +1175,15 @@ pub(super) async fn update_key(
     if limits != record.limits {
         actor.require_limits_change()?;
         record.limits = limits;
+    }
+    if let Some(on_anomaly) = input.on_anomaly {
+        // Suspending on anomalies only tightens a key; anything else may
+        // loosen it, like a limit.
+        if on_anomaly != record.on_anomaly && on_anomaly != Some(crate::anomaly::OnAnomaly::Suspend)
+        {
+            actor.require_limits_change()?;
+        }
+        record.on_anomaly = on_anomaly;
     }
     validate_policy(
         &record.scopes,

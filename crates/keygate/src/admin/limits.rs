@@ -344,11 +344,18 @@ pub(super) struct UpdateProject {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = alert_thresholds)]
     budget_alerts: Option<Option<Vec<Whole>>>,
+    /// What an anomaly on a key of the project does, for keys without a
+    /// policy of their own: `alert` or `suspend`; `null` removes the
+    /// policy (alert).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::anomaly::OnAnomaly>)]
+    on_anomaly: Option<Option<crate::anomaly::OnAnomaly>>,
 }
 
 /// Set a project's limits
 ///
-/// Rates, concurrency and a budget shared by every key of the project.
+/// Rates, concurrency and a budget shared by every key of the project,
+/// and its anomaly policy.
 /// Admins and owners of the organisation or the instance; a project-scoped
 /// credential may not set its own project's limits.
 #[utoipa::path(
@@ -385,9 +392,21 @@ pub(super) async fn update_project(
         budget_alerts: input.budget_alerts,
     }
     .apply(&project.limits, false)?;
+    let mut stored = project.clone();
+    if let Some(on_anomaly) = input.on_anomaly {
+        if on_anomaly != project.on_anomaly {
+            stored = state
+                .store
+                .set_project_on_anomaly(&project.id, on_anomaly, crate::time::now_ms())
+                .await
+                .map_err(store_failed)?
+                .ok_or_else(|| fail(ApiError::not_found("The project vanished meanwhile.")))?;
+            tracing::info!(project_id = %stored.id, on_anomaly = on_anomaly.map_or("none", |p| p.as_str()), "project anomaly policy changed");
+        }
+    }
     if limits == project.limits {
-        // Nothing changes: the counters keep their state.
-        return Ok(Json(project_view(&project)).into_response());
+        // No limit changes: the counters keep their state.
+        return Ok(Json(project_view(&stored)).into_response());
     }
     let stored = state
         .store

@@ -108,6 +108,10 @@ pub(super) struct ProjectView {
     limits: LimitsView,
     /// Unix ms of the last change to the limits.
     updated_at: i64,
+    /// What an anomaly (spike, new network, odd hour) on a key of the
+    /// project does, for keys without a policy of their own: `alert` or
+    /// `suspend`; `null`: alert.
+    on_anomaly: Option<crate::anomaly::OnAnomaly>,
 }
 
 /// The admin API's view of a project.
@@ -119,6 +123,7 @@ pub(super) fn project_view(project: &Project) -> ProjectView {
         created_at: project.created_at,
         limits: LimitsView::of(&project.limits),
         updated_at: project.updated_at,
+        on_anomaly: project.on_anomaly,
     }
 }
 
@@ -373,6 +378,7 @@ pub(super) async fn create_project(
         created_at: now,
         limits: crate::policy::limits::Limits::default(),
         updated_at: now,
+        on_anomaly: None,
     };
     if !state
         .store

@@ -402,6 +402,7 @@ mod tests {
             role: None,
             auto_rotate_webhook: None,
             limits: Limits::default(),
+            on_anomaly: None,
         }
     }
 

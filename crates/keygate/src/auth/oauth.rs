@@ -121,7 +121,9 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let description = crate::error::printable(&self.description);
+        let description =
+            crate::telemetry::redact::redact(&crate::error::printable(&self.description))
+                .into_owned();
         let mut response = (
             self.status,
             axum::Json(json!({"error": self.error, "error_description": description})),

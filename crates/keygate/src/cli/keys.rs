@@ -22,6 +22,7 @@ const COLUMNS: &[&str] = &[
     "tpm",
     "max_concurrent",
     "budget",
+    "on_anomaly",
     "created_at",
     "expires_at",
 ];
@@ -65,6 +66,22 @@ pub struct PolicyFlags {
     /// fixed once created).
     #[arg(long)]
     env: Option<String>,
+    /// What an anomaly (usage spike, new network, odd hour) does to the
+    /// key: alert, suspend, or project (follow the project's policy; the
+    /// default).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    on_anomaly: Option<KeyAnomalyPolicy>,
+}
+
+/// `--on-anomaly` of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAnomalyPolicy {
+    /// Raise an alert.
+    Alert,
+    /// Raise an alert and suspend the key.
+    Suspend,
+    /// As the key's project says.
+    Project,
 }
 
 impl PolicyFlags {
@@ -87,6 +104,12 @@ impl PolicyFlags {
             if let Some(value) = value {
                 body[field] = Value::String(value);
             }
+        }
+        match self.on_anomaly {
+            Some(KeyAnomalyPolicy::Alert) => body["on_anomaly"] = json!("alert"),
+            Some(KeyAnomalyPolicy::Suspend) => body["on_anomaly"] = json!("suspend"),
+            Some(KeyAnomalyPolicy::Project) => body["on_anomaly"] = Value::Null,
+            None => {}
         }
     }
 }

@@ -19,6 +19,7 @@ const PROJECT_COLUMNS: &[&str] = &[
     "tpm",
     "max_concurrent",
     "budget",
+    "on_anomaly",
     "created_at",
 ];
 const OWNER_BUDGET_COLUMNS: &[&str] = &["org_id", "owner", "budget", "budget_alerts"];
@@ -142,11 +143,16 @@ pub enum ProjectsCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Set or remove the limits every key of a project shares (admins and
-    /// owners of the organisation or the instance).
+    /// Set or remove the limits every key of a project shares, and its
+    /// anomaly policy (admins and owners of the organisation or the
+    /// instance).
     Update {
         /// Project id.
         id: String,
+        /// What an anomaly (usage spike, new network, odd hour) does to a
+        /// key of the project that has no policy of its own.
+        #[arg(long, value_enum, value_name = "POLICY")]
+        on_anomaly: Option<crate::anomaly::OnAnomaly>,
         #[command(flatten)]
         limits: LimitFlags,
         #[command(flatten)]
@@ -332,11 +338,15 @@ pub(super) async fn run_projects(command: ProjectsCommand, target: &Target) -> a
         ),
         ProjectsCommand::Update {
             id,
+            on_anomaly,
             limits,
             clear,
             format,
         } => {
             let mut body = json!({});
+            if let Some(policy) = on_anomaly {
+                body["on_anomaly"] = json!(policy.as_str());
+            }
             limits.apply(&mut body)?;
             clear.apply(&mut body)?;
             (

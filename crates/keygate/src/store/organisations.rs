@@ -42,6 +42,9 @@ pub struct Project {
     pub limits: Limits,
     /// Unix ms of the last change to its limits.
     pub updated_at: i64,
+    /// What an anomaly on one of its keys does, for keys without a policy
+    /// of their own (`None`: alert).
+    pub on_anomaly: Option<crate::anomaly::OnAnomaly>,
 }
 
 /// Persistence of organisations and projects; every
@@ -92,6 +95,10 @@ macro_rules! impl_organisation_store {
                     created_at: row.try_get("created_at")?,
                     limits: $crate::store::limits::read_limits(row, "projects", true)?,
                     updated_at: row.try_get("updated_at")?,
+                    on_anomaly: $crate::store::anomaly::read_on_anomaly(
+                        row.try_get("on_anomaly")?,
+                        "projects",
+                    )?,
                 })
             }
         }

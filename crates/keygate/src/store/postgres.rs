@@ -1,6 +1,7 @@
 //! The shared store for many nodes: PostgreSQL.
 
 use super::alert_outbox::impl_alert_store;
+use super::anomaly::impl_anomaly_store;
 use super::leaks::impl_leak_store;
 use super::limits::impl_limit_store;
 use super::oauth::impl_oauth_store;
@@ -38,3 +39,4 @@ impl_organisation_store!(PostgresStore, Postgres);
 impl_limit_store!(PostgresStore, Postgres);
 impl_oauth_store!(PostgresStore, Postgres);
 impl_leak_store!(PostgresStore, Postgres);
+impl_anomaly_store!(PostgresStore, Postgres);

@@ -53,6 +53,10 @@ macro_rules! impl_store {
                     role: row.try_get("role")?,
                     auto_rotate_webhook: row.try_get("auto_rotate_webhook")?,
                     limits: $crate::store::limits::read_limits(row, "keys", true)?,
+                    on_anomaly: $crate::store::anomaly::read_on_anomaly(
+                        row.try_get("on_anomaly")?,
+                        "keys",
+                    )?,
                     metadata: {
                         let text: String = row.try_get("metadata")?;
                         serde_json::from_str(&text).map_err(|e| corrupt(format!("metadata: {e}")))?
@@ -219,9 +223,10 @@ macro_rules! impl_store {
                      expires_at, revoked_at, revoke_reason, updated_at, previous_secret_hash, \
                      previous_expires_at, suspended_at, scopes, allow_ips, description, metadata, \
                      rotated_at, org_id, project_id, owner, role, auto_rotate_webhook, rpm, tpm, \
-                     max_concurrent, budget_nanos, budget_period, budget_alerts) \
+                     max_concurrent, budget_nanos, budget_period, budget_alerts, on_anomaly) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
+                     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
+                     $32)",
                 )
                 .bind(&key.id)
                 .bind(key.kind.as_str())
@@ -254,6 +259,7 @@ macro_rules! impl_store {
                 .bind(limits.budget_nanos)
                 .bind(limits.budget_period)
                 .bind(limits.budget_alerts)
+                .bind(key.on_anomaly.map(|p| p.as_str()))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -495,7 +501,7 @@ macro_rules! impl_store {
                      allow_ips = $5, expires_at = $6, metadata = $7, updated_at = $8, owner = $10, \
                      org_id = $11, project_id = $12, auto_rotate_webhook = $13, rpm = $14, \
                      tpm = $15, max_concurrent = $16, budget_nanos = $17, budget_period = $18, \
-                     budget_alerts = $19 \
+                     budget_alerts = $19, on_anomaly = $20 \
                      WHERE id = $9 AND revoked_at IS NULL",
                 )
                 .bind(&key.name)
@@ -517,6 +523,7 @@ macro_rules! impl_store {
                 .bind(limits.budget_nanos)
                 .bind(limits.budget_period)
                 .bind(limits.budget_alerts)
+                .bind(key.on_anomaly.map(|p| p.as_str()))
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {

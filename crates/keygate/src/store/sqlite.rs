@@ -6,6 +6,7 @@
 //! fsync per request.
 
 use super::alert_outbox::impl_alert_store;
+use super::anomaly::impl_anomaly_store;
 use super::leaks::impl_leak_store;
 use super::limits::impl_limit_store;
 use super::oauth::impl_oauth_store;
@@ -83,3 +84,4 @@ impl_organisation_store!(SqliteStore, Sqlite);
 impl_limit_store!(SqliteStore, Sqlite);
 impl_oauth_store!(SqliteStore, Sqlite);
 impl_leak_store!(SqliteStore, Sqlite);
+impl_anomaly_store!(SqliteStore, Sqlite);

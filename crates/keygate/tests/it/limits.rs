@@ -991,6 +991,7 @@ async fn limits_conformance(store: &dyn Store) {
         created_at: 100,
         limits: Limits::default(),
         updated_at: 100,
+        on_anomaly: None,
     };
     assert!(store.insert_project(&project).await.unwrap());
     let project_limits = Limits {
@@ -1194,6 +1195,7 @@ async fn limits_conformance(store: &dyn Store) {
         role: None,
         auto_rotate_webhook: None,
         limits: project_limits.clone(),
+        on_anomaly: None,
     };
     store.insert_key(&key).await.unwrap();
     assert_eq!(store.get_key("key_limited").await.unwrap().unwrap(), key);

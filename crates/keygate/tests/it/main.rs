@@ -9,6 +9,7 @@ mod support;
 
 mod admin;
 mod alerts;
+mod anomaly;
 mod audit;
 mod counters;
 mod failover;

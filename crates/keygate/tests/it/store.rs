@@ -36,6 +36,7 @@ fn key(id: &str, updated_at: i64) -> KeyRecord {
         role: None,
         auto_rotate_webhook: None,
         limits: Default::default(),
+        on_anomaly: None,
     }
 }
 
