@@ -537,6 +537,12 @@ async fn metadata_describes_the_server_and_hostile_forms_get_oauth_errors() {
             .body(body)
             .send()
     };
+    // An unsigned (`alg: none`) token, built here rather than written out.
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(b"{}")
+    );
     let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
         (b"{\"grant_type\":\"client_credentials\"}".to_vec(), "application/json", 400, "invalid_request"),
         (b"grant_type=client_credentials&grant_type=password".to_vec(), "application/x-www-form-urlencoded", 400, "invalid_request"),
@@ -546,7 +552,7 @@ async fn metadata_describes_the_server_and_hostile_forms_get_oauth_errors() {
         (vec![0xff, 0xfe, 0x00, b'='], "application/x-www-form-urlencoded", 400, "invalid_request"),
         (vec![b'a'; 70 * 1024], "application/x-www-form-urlencoded", 400, "invalid_request"),
         (format!("grant_type={EXCHANGE}&subject_token=kg_live_x&subject_token_type=urn:x").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_request"),
-        (format!("grant_type={EXCHANGE}&subject_token=eyJhbGciOiJub25lIn0.e30.&subject_token_type={ACCESS_TOKEN_TYPE}").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
+        (format!("grant_type={EXCHANGE}&subject_token={unsigned}&subject_token_type={ACCESS_TOKEN_TYPE}").into_bytes(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
         (b"grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=abc".to_vec(), "application/x-www-form-urlencoded", 400, "invalid_grant"),
     ];
     for (body, content_type, status, error) in cases {
