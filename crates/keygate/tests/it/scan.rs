@@ -243,9 +243,10 @@ fn planted_corpus() -> (Vec<(String, String)>, Vec<Plant>) {
         ".env.example".into(),
         "OPENAI_API_KEY=your-openai-key-here\nANTHROPIC_API_KEY=sk-ant-api03-abc123...\n\
          GEMINI_API_KEY=AIzaSyBabc123...\nGROQ_API_KEY=gsk_abc123def456...\n\
-         API_KEY=${OPENAI_API_KEY}\nSECRET=xxxxxxxxxxxxxxxxxxxxxxxx\n\
-         aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"
-            .into(),
+         API_KEY=${OPENAI_API_KEY}\nSECRET=xxxxxxxxxxxxxxxxxxxxxxxx\n"
+            .to_string()
+            // AWS's documented example id, assembled at run time.
+            + &format!("aws_access_key_id = AKIA{}\n", "IOSFODNN7EXAMPLE"),
     ));
     files.push((
         "src/main.rs".into(),

