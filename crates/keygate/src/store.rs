@@ -4,6 +4,7 @@
 
 mod alert_outbox;
 pub(crate) mod anomaly;
+pub(crate) mod dashboard;
 pub(crate) mod leaks;
 pub(crate) mod limits;
 pub(crate) mod oauth;
@@ -19,6 +20,10 @@ pub use alert_outbox::{
     NewAlertDelivery,
 };
 pub use anomaly::{AnomalyStore, KeyHistory, HISTORY_BUCKET_MS};
+pub use dashboard::{
+    DashboardStore, KeyActivity, KeyCounts, KeyPage, KeyPageQuery, KeySort, KeyState, SeriesSplit,
+    TenantScope, UsagePoint, ROLLUP_BUCKET_MS,
+};
 pub use leaks::{Exposure, ExposureGroup, LeakReportRecord, LeakStore};
 pub use limits::{BalanceTopUp, LimitStore, OwnerBudget};
 pub use oauth::{
