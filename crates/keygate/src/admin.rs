@@ -21,7 +21,7 @@ use crate::auth::{key, KeyKind};
 use crate::error::{ApiError, ErrorShape, ShapedError};
 use crate::server::AppState;
 use crate::store::{UsageFilter, UsageGroup};
-use access::Actor;
+pub(crate) use access::{Actor, Role};
 use axum::extract::{Query, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::Next;
@@ -45,6 +45,27 @@ fn store_failed(error: crate::store::StoreError) -> ShapedError {
 
 /// Routes under `/admin/v1`.
 pub fn router(state: AppState) -> Router<AppState> {
+    routes()
+        .layer(axum::middleware::from_fn_with_state(state, require_admin))
+        .layer(axum::middleware::from_fn(redact_answer))
+}
+
+/// The same routes for the dashboard, which signs its users in with an
+/// admin credential and calls these in-process with the session's
+/// [`Actor`] already in the request's extensions: the same role checks,
+/// the same audit log, the same answers. Never mounted on a listener
+/// (extensions cannot come from the network).
+pub(crate) fn session_router(state: AppState) -> Router {
+    routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_session_actor,
+        ))
+        .layer(axum::middleware::from_fn(redact_answer))
+        .with_state(state)
+}
+
+fn routes() -> Router<AppState> {
     // Settings that belong to no tenant: instance-wide credentials only.
     let instance_wide = Router::new()
         .route("/audit", get(audit::list))
@@ -63,8 +84,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/usage/events", get(usage_events))
         .route("/openapi.json", get(openapi::serve))
         .merge(instance_wide)
-        .layer(axum::middleware::from_fn_with_state(state, require_admin))
-        .layer(axum::middleware::from_fn(redact_answer))
+}
+
+/// The dashboard's requests: the actor was put there by the dashboard's
+/// session check; changes are audited exactly as with a credential.
+async fn require_session_actor(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(actor) = request.extensions().get::<Actor>().cloned() else {
+        return ApiError::unauthorized("invalid_api_key", "Sign in first.")
+            .to_response(ErrorShape::OpenAi);
+    };
+    audit::run_audited(&state, actor.id, request, next).await
 }
 
 /// Fields of an answer that exist to show a secret, once (a created or

@@ -47,6 +47,7 @@ fn invalid(setting: impl Into<String>, message: impl Into<String>) -> ConfigErro
 
 mod alerts;
 pub mod anomaly;
+pub mod dashboard;
 pub mod leaks;
 pub mod limits;
 pub mod oauth;
@@ -132,6 +133,9 @@ pub struct RawConfig {
     /// `[anomaly]`: per-key anomaly detection and the stuffing lockout.
     #[serde(default)]
     pub anomaly: anomaly::RawAnomaly,
+    /// `[dashboard]`: sign-in sessions of the web dashboard.
+    #[serde(default)]
+    pub dashboard: dashboard::RawDashboard,
     /// `KEYGATE_LEAK_REPORT_KEYS`: file of the public keys that may sign
     /// leak reports (GitHub's secret-scanning key document).
     pub leak_report_keys: Option<PathBuf>,
@@ -204,6 +208,8 @@ pub struct Config {
     pub oauth: oauth::OAuthConfig,
     /// Anomaly detection and the credential-stuffing lockout.
     pub anomaly: anomaly::AnomalyConfig,
+    /// Dashboard sessions.
+    pub dashboard: dashboard::DashboardConfig,
     /// `KEYGATE_LOG_BODIES`: log request and (non-streamed) response
     /// bodies at debug level, redacted. Off by default: bodies carry users'
     /// prompts.
@@ -436,6 +442,7 @@ impl Config {
         let prices = prices(raw.prices, env)?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
         let anomaly = anomaly::validate(raw.anomaly, env)?;
+        let dashboard = dashboard::validate(raw.dashboard, env)?;
         let leak_report_keys = leaks::validate(raw.leak_report_keys, env)?;
         let mut providers = Vec::new();
         for (name, key_var, url_var, default_url, kind) in ENV_PROVIDERS {
@@ -514,6 +521,7 @@ impl Config {
             counters,
             oauth,
             anomaly,
+            dashboard,
             leak_report_keys,
             log_bodies: env
                 .var("KEYGATE_LOG_BODIES")

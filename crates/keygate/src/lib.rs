@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod dashboard;
 pub mod error;
 pub mod leaks;
 pub mod ledger;

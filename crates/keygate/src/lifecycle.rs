@@ -44,6 +44,8 @@ pub struct Lifecycle {
     pub rotation_policy: Duration,
     /// Signs deliveries; without it no key is rotated automatically.
     pub signing: Option<Credential>,
+    /// Dashboard sessions unused this long are deleted.
+    pub session_idle: Duration,
 }
 
 /// Keys handled per query page.
@@ -71,6 +73,8 @@ pub struct PassReport {
     pub failed: usize,
     /// Key expiries written to the audit log.
     pub expired: usize,
+    /// Dashboard sessions past their lifetime or idle time, deleted.
+    pub sessions_ended: u64,
     /// Another node held the lease; nothing was done.
     pub skipped: bool,
 }
@@ -85,6 +89,7 @@ impl Lifecycle {
             http: state.http.clone(),
             rotation_policy: state.config.rotation_policy,
             signing: state.config.rotation_webhook_secret.clone(),
+            session_idle: state.config.dashboard.session_idle,
         }
     }
 }
@@ -127,6 +132,11 @@ pub async fn run_pass(
     record_expiries(state, now, &mut report).await?;
     remind(state, now, due_through, &mut report).await?;
     auto_rotate(state, now, due_through, &mut report).await?;
+    let idle_ms = i64::try_from(state.session_idle.as_millis()).unwrap_or(i64::MAX);
+    report.sessions_ended = state
+        .store
+        .purge_sessions(now, now.saturating_sub(idle_ms))
+        .await?;
     Ok(report)
 }
 

@@ -104,6 +104,17 @@ enum Auth {
     ServiceAccount(vertex::TokenSource),
 }
 
+/// A provider's failover state at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderHealth {
+    /// The provider is tried last until then (it failed as a whole).
+    pub cooled_until_ms: Option<i64>,
+    /// Each upstream key, in configuration order: tried last until then.
+    pub keys_cooled_until_ms: Vec<Option<i64>>,
+    /// Where it forwards (no credential in it).
+    pub base_url: String,
+}
+
 /// A configured upstream.
 #[derive(Debug)]
 pub struct Provider {
@@ -319,6 +330,29 @@ impl Provider {
 
     fn is_healthy(&self, now: i64) -> bool {
         self.cooled_until_ms.load(Ordering::Relaxed) <= now
+    }
+
+    /// Whether the provider, and each of its keys, is cooling down after
+    /// failures at `now`, and until when (Unix ms): what the dashboard's
+    /// providers page shows.
+    pub fn health(&self, now: i64) -> ProviderHealth {
+        let until = |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|t| *t > now);
+        ProviderHealth {
+            cooled_until_ms: until(&self.cooled_until_ms),
+            keys_cooled_until_ms: self
+                .keys
+                .iter()
+                .map(|k| until(&k.cooled_until_ms))
+                .collect(),
+            base_url: {
+                // Only where it forwards, never a credential in the URL.
+                let mut url = self.base.clone();
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.to_string()
+            },
+        }
     }
 
     /// Record a failed attempt so the next requests avoid what failed.

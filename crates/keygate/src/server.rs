@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::auth::oauth::routes())
         .route("/leak-reports", post(crate::leaks::report::receive))
         .nest("/admin/v1", crate::admin::router(state.clone()))
+        .nest("/dashboard", crate::dashboard::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -10,6 +10,7 @@ pub(crate) mod limits;
 pub(crate) mod oauth;
 mod organisations;
 mod provider_credentials;
+pub(crate) mod sessions;
 mod sql;
 
 pub mod postgres;
@@ -31,6 +32,7 @@ pub use oauth::{
 };
 pub use organisations::{Organisation, OrganisationStore, Project, DEFAULT_ORG, DEFAULT_PROJECT};
 pub use provider_credentials::{CredentialStore, ProviderCredentialRecord};
+pub use sessions::{SessionRecord, SessionStore};
 
 use crate::auth::KeyKind;
 use crate::ledger::UsageEvent;
@@ -349,6 +351,8 @@ pub trait Store:
     + OAuthStore
     + LeakStore
     + AnomalyStore
+    + SessionStore
+    + DashboardStore
     + Send
     + Sync
     + std::fmt::Debug
