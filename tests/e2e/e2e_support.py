@@ -332,6 +332,8 @@ class Gateway:
         self.env = env
         self.proc: Proc | None = None
         self._restarts = 0
+        # A store of a million keys takes longer to load than the default.
+        self.start_timeout = START_TIMEOUT
         self.start()
 
     # lifecycle
@@ -342,7 +344,9 @@ class Gateway:
         self._restarts += 1
         self.proc = Proc(label, [KEYGATE_BIN, "serve"], self.env, self.log_dir)
         try:
-            m = self.proc.wait_for_line(r"keygate: listening on (http://\S+) \(store: (\w+)\)")
+            m = self.proc.wait_for_line(
+                r"keygate: listening on (http://\S+) \(store: (\w+)\)", timeout=self.start_timeout
+            )
         except BaseException:
             self.proc.stop()  # never leave a half-started process behind
             raise

@@ -16,6 +16,7 @@ mod assets;
 mod audit;
 mod format;
 mod keys;
+mod oidc;
 mod overview;
 mod providers;
 mod session;

@@ -154,7 +154,7 @@ fn clear_cookies() -> [(header::HeaderName, HeaderValue); 2] {
 
 /// Refuse a change that another site started: browsers say where a
 /// request came from in `Sec-Fetch-Site`, and in `Origin` for posts.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if site != "same-origin" && site != "none" {
             return true;
@@ -210,7 +210,7 @@ fn to_sign_in(request: &Request) -> Response {
 }
 
 /// A `next` that stays inside the dashboard (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(next)
             if next.starts_with("/dashboard/")
@@ -239,6 +239,43 @@ async fn live_actor(
     }))
 }
 
+/// Who a session acts as: its admin credential as stored now, or the role
+/// and scope an OpenID sign-in was given.
+async fn session_actor(
+    state: &AppState,
+    session: &SessionRecord,
+) -> Result<Option<Actor>, crate::store::StoreError> {
+    match &session.actor {
+        Some(text) => Ok(OidcActor::parse(text).map(|a| a.actor(&session.key_id))),
+        None => live_actor(state, &session.key_id).await,
+    }
+}
+
+/// The role and scope of an OpenID sign-in, kept with its session.
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub(crate) struct OidcActor {
+    pub role: String,
+    pub org_id: Option<String>,
+    pub project_id: Option<String>,
+    pub identity: String,
+}
+
+impl OidcActor {
+    fn parse(text: &str) -> Option<OidcActor> {
+        serde_json::from_str(text).ok()
+    }
+
+    fn actor(self, id: &str) -> Actor {
+        Actor {
+            id: id.to_string(),
+            role: crate::admin::Role::parse(&self.role).unwrap_or(crate::admin::Role::Viewer),
+            org_id: self.org_id,
+            project_id: self.project_id,
+            identity: self.identity,
+        }
+    }
+}
+
 /// Every signed-in route: a live session of a live admin credential, and
 /// for changes a same-site request with the session's CSRF token.
 pub(crate) async fn require_session(
@@ -261,7 +298,7 @@ pub(crate) async fn require_session(
         Ok(None) => return to_sign_in(&request),
         Err(error) => return unavailable(error),
     };
-    let actor = match live_actor(&state, &session.key_id).await {
+    let actor = match session_actor(&state, &session).await {
         Ok(Some(actor)) => actor,
         Ok(None) => {
             // The credential was revoked, suspended or expired: so is
@@ -341,7 +378,7 @@ async fn check_change(signed_in: &SignedIn, request: Request) -> Result<Request,
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
-fn unavailable(error: crate::store::StoreError) -> Response {
+pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
     tracing::error!(error = %error, "dashboard session check failed");
     problem(
         None,
@@ -356,6 +393,35 @@ fn unavailable(error: crate::store::StoreError) -> Response {
 struct SignInPage {
     next: String,
     error: Option<String>,
+    /// The OpenID Provider's host, when sign-in through it is configured.
+    oidc: Option<String>,
+}
+
+fn oidc_host(state: &AppState) -> Option<String> {
+    state.config.dashboard.oidc.as_ref().map(|oidc| {
+        reqwest::Url::parse(&oidc.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| oidc.issuer.clone())
+    })
+}
+
+/// The sign-in page again, with what went wrong.
+pub(crate) fn sign_in_again(
+    state: &AppState,
+    status: StatusCode,
+    next: String,
+    error: &str,
+) -> Response {
+    (
+        status,
+        render(&SignInPage {
+            next,
+            error: Some(error.to_string()),
+            oidc: oidc_host(state),
+        }),
+    )
+        .into_response()
 }
 
 /// `?next=` on the sign-in page.
@@ -365,10 +431,15 @@ pub(crate) struct SignInQuery {
 }
 
 /// `GET /dashboard/sign-in`.
-pub(crate) async fn sign_in_form(Query(query): Query<SignInQuery>) -> Response {
+pub(crate) async fn sign_in_form(
+    State(state): State<AppState>,
+    query: Result<Query<SignInQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = query.ok().and_then(|Query(q)| q.next);
     render(&SignInPage {
-        next: safe_next(query.next.as_deref()),
+        next: safe_next(next.as_deref()),
         error: None,
+        oidc: oidc_host(&state),
     })
 }
 
@@ -389,16 +460,8 @@ pub(crate) async fn sign_in(
     let peer = peer.map(|ConnectInfo(peer)| peer);
     let client = peer
         .map(|peer| crate::policy::client_ip(peer.ip(), &headers, &state.config.trusted_proxies));
-    let again = |status: StatusCode, next: String, error: &str| {
-        (
-            status,
-            render(&SignInPage {
-                next,
-                error: Some(error.to_string()),
-            }),
-        )
-            .into_response()
-    };
+    let again =
+        |status: StatusCode, next: String, error: &str| sign_in_again(&state, status, next, error);
     if cross_site(&headers) {
         return again(
             StatusCode::FORBIDDEN,
@@ -457,6 +520,21 @@ pub(crate) async fn sign_in(
             "That is not a valid admin credential.",
         );
     };
+    open_session(&state, &actor.id, None, source_ip, peer, &headers, &next).await
+}
+
+/// Open a session for `actor_id` (with an OpenID sign-in's role and scope
+/// as JSON), audit it, set the cookie and send the browser on to `next`.
+pub(crate) async fn open_session(
+    state: &AppState,
+    actor_id: &str,
+    actor: Option<String>,
+    source_ip: Option<String>,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    next: &str,
+) -> Response {
+    let now = crate::time::now_ms();
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -472,31 +550,28 @@ pub(crate) async fn sign_in(
         });
     let record = SessionRecord {
         id_hash: sha256_hex(secret.as_bytes()),
-        key_id: actor.id.clone(),
+        key_id: actor_id.to_string(),
         created_at: now,
         last_seen_at: now,
         expires_at: now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
         source_ip: source_ip.clone(),
         user_agent,
+        actor,
     };
     if let Err(error) = state.store.insert_session(&record).await {
         return unavailable(error);
     }
     audit(
-        &state,
-        &actor.id,
+        state,
+        actor_id,
         "dashboard.sign_in",
-        Some(&actor.id),
+        Some(actor_id),
         &source_ip,
         200,
     )
     .await;
-    let mut response = Redirect::to(&next).into_response();
-    if let Some(cookie) = set_cookie(
-        &secret,
-        over_tls(&state, peer, &headers),
-        lifetime.as_secs(),
-    ) {
+    let mut response = Redirect::to(next).into_response();
+    if let Some(cookie) = set_cookie(&secret, over_tls(state, peer, headers), lifetime.as_secs()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
@@ -517,7 +592,7 @@ pub(crate) async fn sign_out(
     response
 }
 
-async fn audit(
+pub(crate) async fn audit(
     state: &AppState,
     actor: &str,
     action: &str,

@@ -20,6 +20,8 @@ pub struct SessionRecord {
     pub source_ip: Option<String>,
     /// The browser's user agent at sign-in (redacted, truncated).
     pub user_agent: Option<String>,
+    /// For an OpenID sign-in: the role and scope its rule gave, as JSON.
+    pub actor: Option<String>,
 }
 
 /// Persistence of dashboard sessions; every [`Store`](super::Store)
@@ -55,7 +57,7 @@ macro_rules! impl_session_store {
             ) -> Result<(), $crate::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO dashboard_sessions (id_hash, key_id, created_at, last_seen_at, \
-                     expires_at, source_ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     expires_at, source_ip, user_agent, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&session.id_hash)
                 .bind(&session.key_id)
@@ -64,6 +66,7 @@ macro_rules! impl_session_store {
                 .bind(session.expires_at)
                 .bind(&session.source_ip)
                 .bind(&session.user_agent)
+                .bind(&session.actor)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -94,6 +97,7 @@ macro_rules! impl_session_store {
                         expires_at: row.try_get("expires_at")?,
                         source_ip: row.try_get("source_ip")?,
                         user_agent: row.try_get("user_agent")?,
+                        actor: row.try_get("actor")?,
                     })
                 })
                 .transpose()

@@ -166,7 +166,7 @@ impl IssuerKeys {
 }
 
 /// The algorithms an identity token may be signed with, by key family.
-fn algorithm_allowed(alg: Algorithm, jwk: &jsonwebtoken::jwk::Jwk) -> bool {
+pub(crate) fn algorithm_allowed(alg: Algorithm, jwk: &jsonwebtoken::jwk::Jwk) -> bool {
     let family_ok = matches!(
         (&jwk.algorithm, alg.family()),
         (AlgorithmParameters::RSA(_), AlgorithmFamily::Rsa)
@@ -184,7 +184,7 @@ fn algorithm_allowed(alg: Algorithm, jwk: &jsonwebtoken::jwk::Jwk) -> bool {
 /// Whether a claim's value matches a rule's glob. Strings compare as they
 /// are; numbers and booleans by their JSON text; arrays (`aud`) when any
 /// element matches.
-fn claim_matches(value: Option<&Value>, pattern: &str) -> bool {
+pub(crate) fn claim_matches(value: Option<&Value>, pattern: &str) -> bool {
     let Ok(glob) = Glob::new(pattern) else {
         return false;
     };
