@@ -349,6 +349,7 @@ pub trait Store:
     + OAuthStore
     + LeakStore
     + AnomalyStore
+    + DashboardStore
     + Send
     + Sync
     + std::fmt::Debug
