@@ -503,7 +503,11 @@ macro_rules! impl_dashboard_store {
                             .push(")");
                     }
                     (KeySort::OldestSecret, Some(KeyCursor::Time(at, id))) => {
+                        // The plain bound too: SQLite seeks an expression
+                        // index by it, not by the row value alone.
                         query
+                            .push(" AND COALESCE(rotated_at, created_at) >= ")
+                            .push_bind(at)
                             .push(" AND (COALESCE(rotated_at, created_at), id) > (")
                             .push_bind(at)
                             .push(", ")
