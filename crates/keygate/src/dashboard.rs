@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/sign-in",
             get(session::sign_in_form).post(session::sign_in),
         )
+        .route("/sign-in/oidc", get(oidc::start))
+        .route("/sign-in/oidc/callback", get(oidc::callback))
         .route("/assets/{name}", get(assets::serve))
         .merge(signed_in)
         .fallback(not_found)

@@ -382,7 +382,6 @@ fn update_body(form: &KeyForm) -> Result<Value, String> {
 #[template(path = "dashboard/key_secret.html")]
 struct SecretPage {
     page: Layout,
-    heading: &'static str,
     id: String,
     name: String,
     secret: String,
@@ -419,7 +418,6 @@ fn secret_page(
     };
     render(&SecretPage {
         page: Layout::new(signed_in, heading, "keys"),
-        heading,
         id: text("id"),
         name: text("name"),
         secret: text("key"),

@@ -198,3 +198,446 @@ pub trait DashboardStore {
         since: i64,
     ) -> Result<HashMap<String, KeyActivity>, StoreError>;
 }
+
+/// Where a key page starts: after the row with this sort value and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KeyCursor {
+    /// `created_at` (newest first) or `COALESCE(rotated_at, created_at)`
+    /// (oldest secret first), then the id.
+    Time(i64, String),
+    /// The name, then the id.
+    Name(String, String),
+}
+
+impl KeySort {
+    fn tag(self) -> &'static str {
+        match self {
+            KeySort::Newest => "n",
+            KeySort::OldestSecret => "s",
+            KeySort::Name => "a",
+        }
+    }
+}
+
+impl KeyCursor {
+    /// The cursor after `key` in `sort`: base64url of `tag \n id \n value`
+    /// (the value last, so a name may hold any character).
+    pub(crate) fn after(key: &KeyRecord, sort: KeySort) -> String {
+        use base64::Engine;
+        let value = match sort {
+            KeySort::Newest => key.created_at.to_string(),
+            KeySort::OldestSecret => key.rotated_at.unwrap_or(key.created_at).to_string(),
+            KeySort::Name => key.name.clone(),
+        };
+        let text = format!("{}\n{}\n{value}", sort.tag(), key.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// Read a cursor made by [`KeyCursor::after`] for `sort`; `None` for
+    /// anything else (a cursor from a URL may be garbage, or from another
+    /// order), which starts the list from the top.
+    pub(crate) fn parse(cursor: &str, sort: KeySort) -> Option<KeyCursor> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut parts = text.splitn(3, '\n');
+        let (tag, id, value) = (parts.next()?, parts.next()?, parts.next()?);
+        if tag != sort.tag() {
+            return None;
+        }
+        let id = id.to_string();
+        match sort {
+            KeySort::Newest | KeySort::OldestSecret => {
+                Some(KeyCursor::Time(value.parse().ok()?, id))
+            }
+            KeySort::Name => Some(KeyCursor::Name(value.to_string(), id)),
+        }
+    }
+}
+
+/// The condition on the `keys` table that selects `state` at `now` (bound
+/// as the builder's next parameter where needed).
+pub(crate) fn push_key_state<DB: sqlx::Database>(
+    query: &mut sqlx::QueryBuilder<'_, DB>,
+    state: KeyState,
+    now: i64,
+) where
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match state {
+        KeyState::Active => {
+            query
+                .push(
+                    " AND revoked_at IS NULL AND suspended_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > ",
+                )
+                .push_bind(now)
+                .push(")");
+        }
+        KeyState::Suspended => {
+            query.push(" AND revoked_at IS NULL AND suspended_at IS NOT NULL");
+        }
+        KeyState::Revoked => {
+            query.push(" AND revoked_at IS NOT NULL");
+        }
+        KeyState::Expired => {
+            query
+                .push(" AND revoked_at IS NULL AND expires_at <= ")
+                .push_bind(now);
+        }
+    }
+}
+
+/// A usage point from a row of sums (`bucket`, `grp` and the sums).
+pub(crate) fn point_from_row<R: sqlx::Row>(
+    row: &R,
+    bucket_ms: Option<i64>,
+    grouped: bool,
+) -> Result<UsagePoint, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
+    String: sqlx::Type<R::Database>,
+{
+    let sum = |column: &str| -> Result<i64, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0))
+    };
+    Ok(UsagePoint {
+        bucket_ms: match bucket_ms {
+            Some(bucket) => bucket,
+            None => row.try_get("bucket")?,
+        },
+        group: if grouped {
+            row.try_get::<Option<String>, _>("grp")?
+                .filter(|g| !g.is_empty())
+        } else {
+            None
+        },
+        requests: sum("requests")?,
+        errors: sum("errors")?,
+        prompt_tokens: sum("prompt_tokens")?,
+        cached_tokens: sum("cached_tokens")?,
+        completion_tokens: sum("completion_tokens")?,
+        cost_nanos: sum("cost_nanos")?,
+        latency_ms_sum: sum("latency_ms_sum")?,
+    })
+}
+
+/// The sums a usage point reads from `usage_hourly`.
+pub(crate) const POINT_SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, \
+     CAST(SUM(errors) AS BIGINT) AS errors, \
+     CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+     CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+     CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos, \
+     CAST(SUM(latency_ms_sum) AS BIGINT) AS latency_ms_sum";
+
+/// The largest character: `x || MAX_CHAR` is above every text that starts
+/// with `x` (in byte order), so a prefix is a range an index can serve.
+pub(crate) const MAX_CHAR: char = '\u{10FFFF}';
+
+/// `impl DashboardStore` for a store with a `pool` of the given database.
+/// `$collate` makes text comparisons byte-wise (SQLite's are already;
+/// PostgreSQL's follow the database's locale otherwise, under which a
+/// prefix is not a range).
+macro_rules! impl_dashboard_store {
+    ($store:ty, $db:ty, $collate:literal) => {
+        impl $store {
+            fn push_tenant_scope(
+                query: &mut sqlx::QueryBuilder<'_, $db>,
+                scope: &$crate::store::TenantScope,
+            ) {
+                for (column, value) in [("org_id", &scope.org_id), ("project_id", &scope.project_id)] {
+                    if let Some(value) = value {
+                        query.push(format!(" AND {column} = ")).push_bind(value.clone());
+                    }
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::DashboardStore for $store {
+            async fn usage_series(
+                &self,
+                scope: &$crate::store::TenantScope,
+                since: i64,
+                until: i64,
+                bucket_ms: i64,
+                split: $crate::store::SeriesSplit,
+            ) -> Result<Vec<$crate::store::UsagePoint>, $crate::store::StoreError> {
+                use $crate::store::SeriesSplit;
+                // Whole hours; buckets start at `since`.
+                let bucket_ms = bucket_ms.max($crate::store::ROLLUP_BUCKET_MS);
+                let group = match split {
+                    SeriesSplit::Total => None,
+                    SeriesSplit::Provider => Some("provider"),
+                    SeriesSplit::Model => Some("model"),
+                    SeriesSplit::Project => Some("project_id"),
+                };
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                query
+                    .push_bind(since)
+                    .push(" + CAST((hour_ms - ")
+                    .push_bind(since)
+                    .push(") / ")
+                    .push_bind(bucket_ms)
+                    .push(" AS BIGINT) * ")
+                    .push_bind(bucket_ms)
+                    .push(" AS bucket, ");
+                if let Some(group) = group {
+                    query.push(format!("{group} AS grp, "));
+                }
+                query
+                    .push($crate::store::dashboard::POINT_SUMS)
+                    .push(" FROM usage_hourly WHERE hour_ms >= ")
+                    .push_bind(since)
+                    .push(" AND hour_ms < ")
+                    .push_bind(until);
+                Self::push_tenant_scope(&mut query, scope);
+                query.push(" GROUP BY bucket");
+                if group.is_some() {
+                    query.push(", grp");
+                }
+                let rows = query.build().fetch_all(&self.pool).await?;
+                let mut points = rows
+                    .iter()
+                    .map(|row| $crate::store::dashboard::point_from_row(row, None, group.is_some()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Sorted here: the databases order text (and NULL) differently.
+                points.sort_by(|a, b| (a.bucket_ms, &a.group).cmp(&(b.bucket_ms, &b.group)));
+                Ok(points)
+            }
+
+            async fn usage_summary(
+                &self,
+                scope: &$crate::store::TenantScope,
+                since: i64,
+                until: i64,
+            ) -> Result<$crate::store::UsagePoint, $crate::store::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                query
+                    .push($crate::store::dashboard::POINT_SUMS)
+                    .push(" FROM usage_hourly WHERE hour_ms >= ")
+                    .push_bind(since)
+                    .push(" AND hour_ms < ")
+                    .push_bind(until);
+                Self::push_tenant_scope(&mut query, scope);
+                let row = query.build().fetch_one(&self.pool).await?;
+                $crate::store::dashboard::point_from_row(&row, Some(since), false)
+            }
+
+            async fn usage_explorer(
+                &self,
+                filter: &$crate::store::UsageFilter,
+                by: &[$crate::store::UsageGroup],
+                limit: i64,
+                offset: i64,
+            ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
+                use $crate::store::sql::UsageSource;
+                use $crate::store::UsageGroup;
+                // The rollup has every column but the key's id (`by` empty
+                // means by key and model, as in usage_totals).
+                let source = if by.is_empty()
+                    || by.contains(&UsageGroup::Key)
+                    || filter.key_id.is_some()
+                {
+                    UsageSource::Ledger
+                } else {
+                    UsageSource::Rollup
+                };
+                self.grouped_usage(source, filter, by, Some((limit, offset))).await
+            }
+
+            async fn key_page(
+                &self,
+                page: &$crate::store::KeyPageQuery,
+            ) -> Result<$crate::store::KeyPage, $crate::store::StoreError> {
+                use $crate::store::dashboard::KeyCursor;
+                use $crate::store::KeySort;
+                let limit = page.limit.max(0);
+                if limit == 0 {
+                    return Ok($crate::store::KeyPage { keys: Vec::new(), next: None });
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM keys WHERE kind = ");
+                query.push_bind(page.kind.as_str());
+                Self::push_tenant_scope(&mut query, &page.scope);
+                if let Some(state) = page.state {
+                    $crate::store::dashboard::push_key_state(&mut query, state, page.now);
+                }
+                if let Some(search) = page.search.as_deref().filter(|s| !s.is_empty()) {
+                    // A prefix as a range (served by the indexes on id,
+                    // name and owner), compared byte-wise.
+                    let upper = format!("{search}{}", $crate::store::dashboard::MAX_CHAR);
+                    query.push(" AND (");
+                    for (n, column) in ["id", "name", "owner"].into_iter().enumerate() {
+                        if n > 0 {
+                            query.push(" OR ");
+                        }
+                        query
+                            .push(format!("({column}{} >= ", $collate))
+                            .push_bind(search.to_string())
+                            .push(format!(" AND {column}{} < ", $collate))
+                            .push_bind(upper.clone())
+                            .push(")");
+                    }
+                    query.push(")");
+                }
+                let cursor = page
+                    .after
+                    .as_deref()
+                    .and_then(|c| KeyCursor::parse(c, page.sort));
+                // Row-value comparisons in the order's direction, so each
+                // page is a range of the (kind, order, id) indexes.
+                match (page.sort, cursor) {
+                    (KeySort::Newest, Some(KeyCursor::Time(at, id))) => {
+                        query
+                            .push(" AND (created_at, id) < (")
+                            .push_bind(at)
+                            .push(", ")
+                            .push_bind(id)
+                            .push(")");
+                    }
+                    (KeySort::OldestSecret, Some(KeyCursor::Time(at, id))) => {
+                        // The plain bound too: SQLite seeks an expression
+                        // index by it, not by the row value alone.
+                        query
+                            .push(" AND COALESCE(rotated_at, created_at) >= ")
+                            .push_bind(at)
+                            .push(" AND (COALESCE(rotated_at, created_at), id) > (")
+                            .push_bind(at)
+                            .push(", ")
+                            .push_bind(id)
+                            .push(")");
+                    }
+                    (KeySort::Name, Some(KeyCursor::Name(name, id))) => {
+                        query
+                            .push(" AND (name, id) > (")
+                            .push_bind(name)
+                            .push(", ")
+                            .push_bind(id)
+                            .push(")");
+                    }
+                    _ => {}
+                }
+                query.push(match page.sort {
+                    KeySort::Newest => " ORDER BY created_at DESC, id DESC",
+                    KeySort::OldestSecret => " ORDER BY COALESCE(rotated_at, created_at), id",
+                    KeySort::Name => " ORDER BY name, id",
+                });
+                // One more than the page tells whether there is a next one.
+                query.push(" LIMIT ").push_bind(limit.saturating_add(1));
+                let rows = query.build().fetch_all(&self.pool).await?;
+                let mut keys = rows
+                    .iter()
+                    .map(Self::key_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let more = i64::try_from(keys.len()).map_or(true, |n| n > limit);
+                keys.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                let next = match keys.last() {
+                    Some(last) if more => Some(KeyCursor::after(last, page.sort)),
+                    _ => None,
+                };
+                Ok($crate::store::KeyPage { keys, next })
+            }
+
+            async fn key_counts(
+                &self,
+                kind: $crate::auth::KeyKind,
+                scope: &$crate::store::TenantScope,
+                now: i64,
+            ) -> Result<$crate::store::KeyCounts, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) AS total, \
+                     CAST(COALESCE(SUM(CASE WHEN revoked_at IS NULL AND suspended_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > ",
+                );
+                query
+                    .push_bind(now)
+                    .push(
+                        ") THEN 1 ELSE 0 END), 0) AS BIGINT) AS active, \
+                         CAST(COALESCE(SUM(CASE WHEN revoked_at IS NULL AND suspended_at IS NOT NULL \
+                         THEN 1 ELSE 0 END), 0) AS BIGINT) AS suspended, \
+                         CAST(COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL \
+                         THEN 1 ELSE 0 END), 0) AS BIGINT) AS revoked, \
+                         CAST(COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= ",
+                    )
+                    .push_bind(now)
+                    .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS expired FROM keys WHERE kind = ")
+                    .push_bind(kind.as_str());
+                Self::push_tenant_scope(&mut query, scope);
+                let row = query.build().fetch_one(&self.pool).await?;
+                Ok($crate::store::KeyCounts {
+                    total: row.try_get("total")?,
+                    active: row.try_get("active")?,
+                    suspended: row.try_get("suspended")?,
+                    revoked: row.try_get("revoked")?,
+                    expired: row.try_get("expired")?,
+                })
+            }
+
+            async fn key_activity(
+                &self,
+                key_ids: &[String],
+                since: i64,
+            ) -> Result<
+                std::collections::HashMap<String, $crate::store::KeyActivity>,
+                $crate::store::StoreError,
+            > {
+                use sqlx::Row;
+                let mut activity = std::collections::HashMap::new();
+                if key_ids.is_empty() {
+                    return Ok(activity);
+                }
+                // Last use: one probe of usage_events_key_ts per key.
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT k.id, (SELECT MAX(u.ts) FROM usage_events u WHERE u.key_id = k.id) \
+                     AS last_used FROM keys k WHERE k.id IN (",
+                );
+                let mut ids = query.separated(", ");
+                for id in key_ids {
+                    ids.push_bind(id.clone());
+                }
+                query.push(")");
+                for row in query.build().fetch_all(&self.pool).await? {
+                    let last_used: Option<i64> = row.try_get("last_used")?;
+                    if last_used.is_some() {
+                        activity.insert(
+                            row.try_get::<String, _>("id")?,
+                            $crate::store::KeyActivity { last_used, ..Default::default() },
+                        );
+                    }
+                }
+                if activity.is_empty() {
+                    return Ok(activity);
+                }
+                // Since `since`: a range of the same index per key.
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT key_id, COUNT(*) AS requests, \
+                     CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos \
+                     FROM usage_events WHERE key_id IN (",
+                );
+                let mut ids = query.separated(", ");
+                for id in activity.keys() {
+                    ids.push_bind(id.clone());
+                }
+                query.push(") AND ts >= ").push_bind(since).push(" GROUP BY key_id");
+                for row in query.build().fetch_all(&self.pool).await? {
+                    let key_id: String = row.try_get("key_id")?;
+                    if let Some(entry) = activity.get_mut(&key_id) {
+                        entry.requests = row.try_get("requests")?;
+                        entry.cost_nanos = row.try_get("cost_nanos")?;
+                    }
+                }
+                Ok(activity)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_dashboard_store;

@@ -2,6 +2,7 @@
 
 use super::alert_outbox::impl_alert_store;
 use super::anomaly::impl_anomaly_store;
+use super::dashboard::impl_dashboard_store;
 use super::leaks::impl_leak_store;
 use super::limits::impl_limit_store;
 use super::oauth::impl_oauth_store;
@@ -42,3 +43,4 @@ impl_oauth_store!(PostgresStore, Postgres);
 impl_leak_store!(PostgresStore, Postgres);
 impl_anomaly_store!(PostgresStore, Postgres);
 impl_session_store!(PostgresStore, Postgres);
+impl_dashboard_store!(PostgresStore, Postgres, " COLLATE \"C\"");

@@ -6,6 +6,60 @@
 /// Ledger rows per INSERT statement.
 pub(crate) const USAGE_CHUNK: usize = 32;
 
+/// Rollup groups per upsert statement.
+pub(crate) const ROLLUP_CHUNK: usize = 32;
+
+/// Where usage totals are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UsageSource {
+    /// The ledger, `usage_events`: one row per request.
+    Ledger,
+    /// The hourly rollup, `usage_hourly`: no key ids, '' for absent values.
+    Rollup,
+}
+
+/// A rollup row's key: (hour, org, project, owner, provider, model), ''
+/// for an absent value.
+pub(crate) type RollupKey = (i64, String, String, String, String, String);
+
+/// A rollup row's sums: requests, errors, prompt, cached and completion
+/// tokens, cost in nanos, latency in ms.
+pub(crate) type RollupSums = [i64; 7];
+
+/// The rollup rows `events` add up to, in key order (so concurrent writers
+/// lock rows in the same order).
+pub(crate) fn rollup<'a>(
+    events: impl IntoIterator<Item = &'a crate::ledger::UsageEvent>,
+) -> std::collections::BTreeMap<RollupKey, RollupSums> {
+    let mut groups = std::collections::BTreeMap::<RollupKey, RollupSums>::new();
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    for e in events {
+        let hour = e.ts / super::ROLLUP_BUCKET_MS * super::ROLLUP_BUCKET_MS;
+        let sums = groups
+            .entry((
+                hour,
+                text(&e.org_id),
+                text(&e.project_id),
+                text(&e.owner),
+                text(&e.provider),
+                text(&e.model),
+            ))
+            .or_default();
+        for (sum, value) in sums.iter_mut().zip([
+            1,
+            i64::from(e.status >= 400),
+            e.prompt_tokens,
+            e.cached_tokens,
+            e.completion_tokens,
+            e.cost_nanos,
+            e.latency_ms,
+        ]) {
+            *sum = sum.saturating_add(value);
+        }
+    }
+    groups
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
@@ -104,29 +158,50 @@ macro_rules! impl_store {
             fn push_filter(
                 query: &mut sqlx::QueryBuilder<'_, $db>,
                 filter: &$crate::store::UsageFilter,
+                source: $crate::store::sql::UsageSource,
             ) {
+                use $crate::store::sql::UsageSource;
+                let ts = match source {
+                    UsageSource::Ledger => "ts",
+                    UsageSource::Rollup => "hour_ms",
+                };
                 query.push(" WHERE 1 = 1");
                 if let Some(key_id) = &filter.key_id {
                     query.push(" AND key_id = ").push_bind(key_id.clone());
                 }
                 if let Some(since) = filter.since {
-                    query.push(" AND ts >= ").push_bind(since);
+                    query.push(format!(" AND {ts} >= ")).push_bind(since);
                 }
                 if let Some(until) = filter.until {
-                    query.push(" AND ts < ").push_bind(until);
+                    query.push(format!(" AND {ts} < ")).push_bind(until);
                 }
-                // The caller's scope: keys as they are now.
-                if let Some(org_id) = &filter.scope_org_id {
-                    query
-                        .push(" AND key_id IN (SELECT id FROM keys WHERE org_id = ")
-                        .push_bind(org_id.clone())
-                        .push(")");
-                }
-                if let Some(project_id) = &filter.scope_project_id {
-                    query
-                        .push(" AND key_id IN (SELECT id FROM keys WHERE project_id = ")
-                        .push_bind(project_id.clone())
-                        .push(")");
+                match source {
+                    // The caller's scope: keys as they are now.
+                    UsageSource::Ledger => {
+                        if let Some(org_id) = &filter.scope_org_id {
+                            query
+                                .push(" AND key_id IN (SELECT id FROM keys WHERE org_id = ")
+                                .push_bind(org_id.clone())
+                                .push(")");
+                        }
+                        if let Some(project_id) = &filter.scope_project_id {
+                            query
+                                .push(" AND key_id IN (SELECT id FROM keys WHERE project_id = ")
+                                .push_bind(project_id.clone())
+                                .push(")");
+                        }
+                    }
+                    // The rollup holds no key: the tenancy the rows recorded.
+                    UsageSource::Rollup => {
+                        for (column, value) in [
+                            ("org_id", &filter.scope_org_id),
+                            ("project_id", &filter.scope_project_id),
+                        ] {
+                            if let Some(value) = value {
+                                query.push(format!(" AND {column} = ")).push_bind(value.clone());
+                            }
+                        }
+                    }
                 }
                 // What the report asked for: the rows as recorded.
                 for (column, value) in [
@@ -139,6 +214,151 @@ macro_rules! impl_store {
                         query.push(format!(" AND {column} = ")).push_bind(value.clone());
                     }
                 }
+            }
+
+            /// Totals of the rows `filter` selects in `source`, one per
+            /// distinct value of the `by` columns: ordered by them (`null`
+            /// first) without `page`, by cost (highest first, then the
+            /// group columns) with `page` = `(limit, offset)`.
+            async fn grouped_usage(
+                &self,
+                source: $crate::store::sql::UsageSource,
+                filter: &$crate::store::UsageFilter,
+                by: &[$crate::store::UsageGroup],
+                page: Option<(i64, i64)>,
+            ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
+                use $crate::store::sql::UsageSource;
+                use $crate::store::UsageGroup;
+                use sqlx::Row;
+                // A day is whole days since the epoch, the same integer
+                // division in both databases (no time-zone functions); it
+                // becomes a UTC calendar date below.
+                let (table, requests, errors, day_column): (&str, &str, &str, &str) = match source {
+                    UsageSource::Ledger => (
+                        "usage_events",
+                        "COUNT(*)",
+                        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)",
+                        "CAST(ts / 86400000 AS BIGINT)",
+                    ),
+                    UsageSource::Rollup => (
+                        "usage_hourly",
+                        "SUM(requests)",
+                        "SUM(errors)",
+                        "CAST(hour_ms / 86400000 AS BIGINT)",
+                    ),
+                };
+
+                let by: &[UsageGroup] = if by.is_empty() {
+                    &[UsageGroup::Key, UsageGroup::Model]
+                } else {
+                    by
+                };
+                let mut columns: Vec<&str> = Vec::new();
+                for group in by {
+                    let group_columns: &[&str] = match group {
+                        UsageGroup::Key => &["key_id"],
+                        UsageGroup::Owner => &["org_id", "owner"],
+                        UsageGroup::Project => &["project_id"],
+                        UsageGroup::Model => &["model"],
+                        UsageGroup::Provider => &["provider"],
+                        UsageGroup::Day => std::slice::from_ref(&day_column),
+                    };
+                    for column in group_columns {
+                        if !columns.contains(column) {
+                            columns.push(column);
+                        }
+                    }
+                }
+                let grouped = columns.join(", ");
+                let selected = columns
+                    .iter()
+                    .map(|c| {
+                        if *c == day_column {
+                            format!("{day_column} AS day_number")
+                        } else if source == UsageSource::Rollup {
+                            // The rollup stores '' for an absent value.
+                            format!("NULLIF({c}, '') AS {c}")
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {selected}, CAST({requests} AS BIGINT) AS requests, \
+                     CAST({errors} AS BIGINT) AS errors, \
+                     CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+                     CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+                     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+                     CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
+                     FROM {table}"
+                ));
+                Self::push_filter(&mut query, filter, source);
+                query.push(format!(" GROUP BY {grouped}"));
+                if let Some((limit, offset)) = page {
+                    query
+                        .push(format!(" ORDER BY SUM(cost_nanos) DESC, {grouped} LIMIT "))
+                        .push_bind(limit.max(0))
+                        .push(" OFFSET ")
+                        .push_bind(offset.max(0));
+                }
+                let rows = query.build().fetch_all(&self.pool).await?;
+                let text = |row: &<$db as sqlx::Database>::Row, column: &str| -> Result<Option<String>, sqlx::Error> {
+                    if columns.contains(&column) {
+                        row.try_get(column)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let mut totals = rows
+                    .iter()
+                    .map(|row| {
+                        let day = if columns.contains(&day_column) {
+                            let number: i64 = row.try_get("day_number")?;
+                            number
+                                .checked_mul(86_400)
+                                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                                .map(|t| t.format("%Y-%m-%d").to_string())
+                        } else {
+                            None
+                        };
+                        let cost_nanos: i64 = row.try_get("cost_nanos")?;
+                        Ok($crate::store::UsageTotal {
+                            key_id: text(row, "key_id")?,
+                            model: text(row, "model")?,
+                            provider: text(row, "provider")?,
+                            owner: text(row, "owner")?,
+                            org_id: text(row, "org_id")?,
+                            project_id: text(row, "project_id")?,
+                            day,
+                            requests: row.try_get("requests")?,
+                            errors: row.try_get("errors")?,
+                            prompt_tokens: row.try_get("prompt_tokens")?,
+                            cached_tokens: row.try_get("cached_tokens")?,
+                            completion_tokens: row.try_get("completion_tokens")?,
+                            cost_nanos,
+                            cost_usd: $crate::policy::limits::nanos_to_usd(cost_nanos),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
+                if page.is_some() {
+                    return Ok(totals);
+                }
+                // Sorted here, not in SQL: the databases disagree on where
+                // NULL sorts, and reports must not depend on the backend.
+                totals.sort_by_cached_key(|t| {
+                    by.iter()
+                        .flat_map(|group| match group {
+                            UsageGroup::Key => [t.key_id.clone(), None],
+                            UsageGroup::Owner => [t.org_id.clone(), t.owner.clone()],
+                            UsageGroup::Project => [t.project_id.clone(), None],
+                            UsageGroup::Model => [t.model.clone(), None],
+                            UsageGroup::Provider => [t.provider.clone(), None],
+                            UsageGroup::Day => [t.day.clone(), None],
+                        })
+                        .collect::<Vec<_>>()
+                });
+                Ok(totals)
             }
 
             fn push_key_query(
@@ -581,7 +801,9 @@ macro_rules! impl_store {
                 // Fixed-size chunks keep the number of distinct statements
                 // small, so each is prepared once and then reused from the
                 // connection's statement cache; one transaction for all.
+                use sqlx::Row;
                 let mut tx = self.pool.begin().await?;
+                let mut inserted = std::collections::HashSet::<String>::new();
                 for chunk in events.chunks($crate::store::sql::USAGE_CHUNK) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_events (request_id, ts, key_id, route, model, provider, \
@@ -611,7 +833,46 @@ macro_rules! impl_store {
                             .push_bind(e.org_id.as_deref())
                             .push_bind(e.token_id.as_deref());
                     });
-                    query.push(" ON CONFLICT (request_id) DO NOTHING");
+                    // Which rows were really inserted: a retried batch's
+                    // rows conflict and must not count twice in the rollup.
+                    query.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+                    for row in query.build().fetch_all(&mut *tx).await? {
+                        inserted.insert(row.try_get::<String, _>("request_id")?);
+                    }
+                }
+                // Each inserted id counts once (a batch may hold one twice;
+                // its first row is the one inserted).
+                let groups = $crate::store::sql::rollup(
+                    events.iter().filter(|e| inserted.remove(e.request_id.as_str())),
+                );
+                let groups: Vec<_> = groups.into_iter().collect();
+                for chunk in groups.chunks($crate::store::sql::ROLLUP_CHUNK) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO usage_hourly (hour_ms, org_id, project_id, owner, provider, \
+                         model, requests, errors, prompt_tokens, cached_tokens, completion_tokens, \
+                         cost_nanos, latency_ms_sum) ",
+                    );
+                    query.push_values(chunk, |mut row, ((hour, org, project, owner, provider, model), sums)| {
+                        row.push_bind(*hour)
+                            .push_bind(org.as_str())
+                            .push_bind(project.as_str())
+                            .push_bind(owner.as_str())
+                            .push_bind(provider.as_str())
+                            .push_bind(model.as_str());
+                        for sum in sums {
+                            row.push_bind(*sum);
+                        }
+                    });
+                    query.push(
+                        " ON CONFLICT (hour_ms, org_id, project_id, owner, provider, model) DO UPDATE SET \
+                         requests = usage_hourly.requests + excluded.requests, \
+                         errors = usage_hourly.errors + excluded.errors, \
+                         prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, \
+                         cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
+                         completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, \
+                         cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos, \
+                         latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum",
+                    );
                     query.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
@@ -623,104 +884,8 @@ macro_rules! impl_store {
                 filter: &$crate::store::UsageFilter,
                 by: &[$crate::store::UsageGroup],
             ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
-                use $crate::store::UsageGroup;
-                use sqlx::Row;
-                // A day is whole days since the epoch, the same integer
-                // division in both databases (no time-zone functions); it
-                // becomes a UTC calendar date below.
-                const DAY: &str = "CAST(ts / 86400000 AS BIGINT)";
-                let by: &[UsageGroup] = if by.is_empty() {
-                    &[UsageGroup::Key, UsageGroup::Model]
-                } else {
-                    by
-                };
-                let mut columns: Vec<&str> = Vec::new();
-                for group in by {
-                    let group_columns: &[&str] = match group {
-                        UsageGroup::Key => &["key_id"],
-                        UsageGroup::Owner => &["org_id", "owner"],
-                        UsageGroup::Project => &["project_id"],
-                        UsageGroup::Model => &["model"],
-                        UsageGroup::Provider => &["provider"],
-                        UsageGroup::Day => &[DAY],
-                    };
-                    for column in group_columns {
-                        if !columns.contains(column) {
-                            columns.push(column);
-                        }
-                    }
-                }
-                let grouped = columns.join(", ");
-                let selected = columns
-                    .iter()
-                    .map(|c| if *c == DAY { format!("{DAY} AS day_number") } else { c.to_string() })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {selected}, COUNT(*) AS requests, \
-                     CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
-                     CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
-                     CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
-                     CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
-                     CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
-                     FROM usage_events"
-                ));
-                Self::push_filter(&mut query, filter);
-                query.push(format!(" GROUP BY {grouped}"));
-                let rows = query.build().fetch_all(&self.pool).await?;
-                let text = |row: &<$db as sqlx::Database>::Row, column: &str| -> Result<Option<String>, sqlx::Error> {
-                    if columns.contains(&column) {
-                        row.try_get(column)
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let mut totals = rows
-                    .iter()
-                    .map(|row| {
-                        let day = if columns.contains(&DAY) {
-                            let number: i64 = row.try_get("day_number")?;
-                            number
-                                .checked_mul(86_400)
-                                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-                                .map(|t| t.format("%Y-%m-%d").to_string())
-                        } else {
-                            None
-                        };
-                        let cost_nanos: i64 = row.try_get("cost_nanos")?;
-                        Ok($crate::store::UsageTotal {
-                            key_id: text(row, "key_id")?,
-                            model: text(row, "model")?,
-                            provider: text(row, "provider")?,
-                            owner: text(row, "owner")?,
-                            org_id: text(row, "org_id")?,
-                            project_id: text(row, "project_id")?,
-                            day,
-                            requests: row.try_get("requests")?,
-                            errors: row.try_get("errors")?,
-                            prompt_tokens: row.try_get("prompt_tokens")?,
-                            cached_tokens: row.try_get("cached_tokens")?,
-                            completion_tokens: row.try_get("completion_tokens")?,
-                            cost_nanos,
-                            cost_usd: $crate::policy::limits::nanos_to_usd(cost_nanos),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
-                // Sorted here, not in SQL: the databases disagree on where
-                // NULL sorts, and reports must not depend on the backend.
-                totals.sort_by_cached_key(|t| {
-                    by.iter()
-                        .flat_map(|group| match group {
-                            UsageGroup::Key => [t.key_id.clone(), None],
-                            UsageGroup::Owner => [t.org_id.clone(), t.owner.clone()],
-                            UsageGroup::Project => [t.project_id.clone(), None],
-                            UsageGroup::Model => [t.model.clone(), None],
-                            UsageGroup::Provider => [t.provider.clone(), None],
-                            UsageGroup::Day => [t.day.clone(), None],
-                        })
-                        .collect::<Vec<_>>()
-                });
-                Ok(totals)
+                self.grouped_usage($crate::store::sql::UsageSource::Ledger, filter, by, None)
+                    .await
             }
 
             async fn spent_since(
@@ -767,7 +932,7 @@ macro_rules! impl_store {
                 limit: i64,
             ) -> Result<Vec<$crate::ledger::UsageEvent>, $crate::store::StoreError> {
                 let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM usage_events");
-                Self::push_filter(&mut query, filter);
+                Self::push_filter(&mut query, filter, $crate::store::sql::UsageSource::Ledger);
                 query.push(" ORDER BY ts, request_id LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(&self.pool).await?;
                 rows.iter().map(Self::event_from_row).collect()

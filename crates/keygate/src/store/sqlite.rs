@@ -7,6 +7,7 @@
 
 use super::alert_outbox::impl_alert_store;
 use super::anomaly::impl_anomaly_store;
+use super::dashboard::impl_dashboard_store;
 use super::leaks::impl_leak_store;
 use super::limits::impl_limit_store;
 use super::oauth::impl_oauth_store;
@@ -87,3 +88,4 @@ impl_oauth_store!(SqliteStore, Sqlite);
 impl_leak_store!(SqliteStore, Sqlite);
 impl_anomaly_store!(SqliteStore, Sqlite);
 impl_session_store!(SqliteStore, Sqlite);
+impl_dashboard_store!(SqliteStore, Sqlite, "");

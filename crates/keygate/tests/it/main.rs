@@ -12,6 +12,7 @@ mod alerts;
 mod anomaly;
 mod audit;
 mod counters;
+mod dashboard_store;
 mod failover;
 mod governance;
 mod leaks;
