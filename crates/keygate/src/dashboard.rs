@@ -79,7 +79,6 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// (`Server-Timing: app;dur=…`, milliseconds) so that slow pages show.
 async fn security_headers(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let is_asset = request.uri().path().starts_with("/dashboard/assets/");
     let mut response = next.run(request).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let headers = response.headers_mut();
@@ -94,14 +93,17 @@ async fn security_headers(request: Request, next: Next) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: with it, browsers send `Origin: null` on the
+        // dashboard's own form posts, which the cross-site check refuses.
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
-    if !is_asset {
-        // Pages can hold a secret shown once: never cached, anywhere.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        // Pages can hold a secret shown once: never cached, anywhere
+        // (assets set their own, long, caching).
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if let Ok(value) = HeaderValue::from_str(&format!("app;dur={elapsed_ms:.1}")) {

@@ -10,8 +10,10 @@ pub(crate) fn usd(nanos: i64) -> String {
         format!("${}", thousands(dollars.round() as i64))
     } else if dollars.abs() >= 1.0 {
         format!("${dollars:.2}")
-    } else {
+    } else if dollars.abs() >= 0.01 {
         format!("${dollars:.4}")
+    } else {
+        format!("${dollars:.6}")
     }
 }
 
@@ -66,7 +68,8 @@ mod tests {
     #[test]
     fn money_and_numbers_read_well() {
         assert_eq!(usd(0), "$0.00");
-        assert_eq!(usd(1_500_000), "$0.0015");
+        assert_eq!(usd(1_500_000), "$0.001500");
+        assert_eq!(usd(15_000_000), "$0.0150");
         assert_eq!(usd(12_345_000_000), "$12.35");
         assert_eq!(usd(1_234_567_000_000_000), "$1,234,567");
         assert_eq!(thousands(1_000_000), "1,000,000");

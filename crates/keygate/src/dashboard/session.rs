@@ -152,13 +152,13 @@ fn clear_cookies() -> [(header::HeaderName, HeaderValue); 2] {
     ]
 }
 
-/// Refuse a change that another site started: browsers say where a
-/// request came from in `Sec-Fetch-Site`, and in `Origin` for posts.
+/// Refuse a change that another site started. Browsers say where a
+/// request came from in `Sec-Fetch-Site` (which pages cannot forge); older
+/// ones only in `Origin`, which must then name this host (`Origin: null`,
+/// from a sandboxed or privacy-stripped context, is not provably ours).
 pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return true;
-        }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
@@ -171,16 +171,20 @@ pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
         .map(|(_, rest)| rest);
     match (origin_host, host) {
         (Some(origin_host), Some(host)) => !origin_host.eq_ignore_ascii_case(host),
-        // `Origin: null` (a sandboxed or privacy-stripped request), or no
-        // Host to compare with: not provably ours.
         _ => true,
     }
 }
 
 /// Where to send someone who must sign in first: back here afterwards.
 fn to_sign_in(request: &Request) -> Response {
-    let path = request
-        .uri()
+    // Inside the nested router the path lacks `/dashboard`; the original
+    // URI has it.
+    let uri = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|original| &original.0)
+        .unwrap_or(request.uri());
+    let path = uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/dashboard/overview");
