@@ -137,6 +137,9 @@ pub struct RawConfig {
     pub leak_report_keys: Option<PathBuf>,
     /// `KEYGATE_LOG_BODIES`: log bodies (redacted) at debug level.
     pub log_bodies: Option<bool>,
+    /// `KEYGATE_METRICS_TOKEN`: a bearer token that may scrape `/metrics`
+    /// (admin credentials always may).
+    pub metrics_token: Option<String>,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -214,6 +217,27 @@ pub struct Config {
     /// Validated price entries (nanodollars per million tokens) laid over
     /// the shipped table, by model name or glob.
     pub prices: BTreeMap<String, crate::ledger::pricing::Price>,
+    /// `KEYGATE_METRICS_TOKEN`: the bearer token a scraper may present at
+    /// `/metrics` instead of an admin credential.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// Shortest scrape token accepted.
+const MIN_METRICS_TOKEN: usize = 16;
+
+/// The scrape token: long enough not to be guessed, and sendable as a
+/// bearer token (printable ASCII, no spaces).
+fn metrics_token(token: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    if token.len() < MIN_METRICS_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "metrics_token / KEYGATE_METRICS_TOKEN",
+            format!("must be at least {MIN_METRICS_TOKEN} printable characters without spaces"),
+        ));
+    }
+    Ok(Some(SecretString::from(token)))
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -434,6 +458,7 @@ impl Config {
         let (limits, counters) =
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
+        let metrics_token = metrics_token(env.var("KEYGATE_METRICS_TOKEN").or(raw.metrics_token))?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
         let anomaly = anomaly::validate(raw.anomaly, env)?;
         let leak_report_keys = leaks::validate(raw.leak_report_keys, env)?;
@@ -520,6 +545,7 @@ impl Config {
                 .or(raw.log_bodies.map(|b| b.to_string()))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             prices,
+            metrics_token,
         })
     }
 

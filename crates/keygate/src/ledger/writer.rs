@@ -4,6 +4,7 @@ use super::journal::{Journal, NO_SEGMENT};
 use super::{Message, UsageEvent};
 use crate::store::Store;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,6 +20,7 @@ pub(super) async fn run(
     journal: Arc<Journal>,
     mut rx: mpsc::Receiver<Message>,
     committed: watch::Sender<u64>,
+    lag: Arc<super::LagCounters>,
 ) {
     let mut events: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
     let mut segments: HashMap<u64, u64> = HashMap::new();
@@ -27,7 +29,17 @@ pub(super) async fn run(
     while open {
         match rx.recv().await {
             None => break,
-            Some(message) => take(message, &mut events, &mut segments, &mut flushes),
+            Some(message) => {
+                if let Message::Row { event, .. } = &message {
+                    // Rows arrive in order: the batch's first is the oldest
+                    // not yet in the store.
+                    lag.oldest_ms.store(
+                        event.ts.saturating_add(event.latency_ms).max(1),
+                        Ordering::Relaxed,
+                    );
+                }
+                take(message, &mut events, &mut segments, &mut flushes)
+            }
         }
         // Linger without waiting on the channel: a receiver parked in
         // `recv` would be woken (across threads) by every request's send.
@@ -47,6 +59,9 @@ pub(super) async fn run(
         write_batch(store.as_ref(), &events).await;
         segments.remove(&NO_SEGMENT);
         journal.committed(&segments);
+        lag.committed
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        lag.oldest_ms.store(0, Ordering::Relaxed);
         committed.send_modify(|n| *n += events.len() as u64);
         events.clear();
         segments.clear();

@@ -17,6 +17,7 @@ mod governance;
 mod leaks;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod oauth;
 mod policy;
 mod provider_credentials;
