@@ -738,6 +738,32 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_token_comes_from_the_file_or_the_environment_and_must_be_long() {
+        use secrecy::ExposeSecret;
+        let file_token = "f".repeat(20);
+        let env_token = "e".repeat(24);
+        let raw: RawConfig = toml::from_str(&format!("metrics_token = \"{file_token}\"")).unwrap();
+        let c = Config::from_raw(raw, &env(&[])).unwrap();
+        assert_eq!(c.metrics_token.unwrap().expose_secret(), file_token);
+        let raw: RawConfig = toml::from_str(&format!("metrics_token = \"{file_token}\"")).unwrap();
+        let c = Config::from_raw(raw, &env(&[("KEYGATE_METRICS_TOKEN", &env_token)])).unwrap();
+        assert_eq!(c.metrics_token.unwrap().expose_secret(), env_token);
+        assert!(Config::from_raw(RawConfig::default(), &env(&[]))
+            .unwrap()
+            .metrics_token
+            .is_none());
+        for bad in ["short", "has a space in the middle"] {
+            let e = Config::from_raw(
+                RawConfig::default(),
+                &env(&[("KEYGATE_METRICS_TOKEN", bad)]),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("KEYGATE_METRICS_TOKEN"), "{e}");
+            assert!(!e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
     fn prices_are_validated_and_the_environment_wins() {
         let raw: RawConfig = toml::from_str(
             "[prices.\"gpt-4o\"]\ninput = 2.0\ncached_input = 1.0\noutput = 8.0\n\

@@ -710,3 +710,34 @@ fn scrape_token_matches(state: &crate::server::AppState, headers: &http::HeaderM
             .ct_eq(presented.as_bytes()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_labels_are_known_names_then_a_bounded_set_of_served_ones() {
+        let labels = ModelLabels::new(["gpt-4o".to_string(), "fast".to_string()].into_iter());
+        assert_eq!(labels.id(None, true), MODEL_NONE);
+        let known = labels.id(Some("gpt-4o"), false);
+        assert!(known > MODEL_OTHER);
+        assert_eq!(labels.id(Some("gpt-4o"), true), known);
+        // Refused requests never take a label.
+        assert_eq!(labels.id(Some("made-up"), false), MODEL_OTHER);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..SERVED_MODELS * 3 {
+            seen.insert(labels.id(Some(&format!("served-{i}")), true));
+        }
+        assert!(seen.contains(&MODEL_OTHER));
+        assert_eq!(seen.len(), SERVED_MODELS + 1);
+        // A name that got a label keeps it.
+        assert_ne!(labels.id(Some("served-0"), false), MODEL_OTHER);
+        assert_eq!(ModelLabels::label(MODEL_OTHER, Some("x")), "other");
+        assert_eq!(ModelLabels::label(MODEL_NONE, None), "none");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
