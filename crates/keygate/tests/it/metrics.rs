@@ -333,3 +333,45 @@ async fn hostile_scrapes_get_4xx_never_5xx() {
     }
     gw.finish().await;
 }
+
+#[tokio::test]
+async fn the_token_cache_counts_a_miss_then_hits() {
+    let token = random(32);
+    let gw = gateway(&token).await;
+    let (_, key) = gw.create_key(json!({"name": "minter"})).await;
+    let response = gw
+        .http
+        .post(format!("{}/oauth/token", gw.base))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", key.as_str()),
+            (
+                "subject_token_type",
+                "urn:keygate:params:oauth:token-type:api_key",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&access, chat_body(false)).await.status(), 200);
+    }
+    let (text, metrics) = scrape(&gw, &token).await;
+    let lookups = |result| {
+        sum(
+            &metrics,
+            "keygate_token_cache_lookups_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(lookups("miss"), 1.0, "{text}");
+    assert_eq!(lookups("hit"), 2.0, "{text}");
+    assert!(!text.contains(&access));
+    gw.finish().await;
+}
