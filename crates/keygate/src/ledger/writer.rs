@@ -29,17 +29,7 @@ pub(super) async fn run(
     while open {
         match rx.recv().await {
             None => break,
-            Some(message) => {
-                if let Message::Row { event, .. } = &message {
-                    // Rows arrive in order: the batch's first is the oldest
-                    // not yet in the store.
-                    lag.oldest_ms.store(
-                        event.ts.saturating_add(event.latency_ms).max(1),
-                        Ordering::Relaxed,
-                    );
-                }
-                take(message, &mut events, &mut segments, &mut flushes)
-            }
+            Some(message) => take(message, &mut events, &mut segments, &mut flushes),
         }
         // Linger without waiting on the channel: a receiver parked in
         // `recv` would be woken (across threads) by every request's send.
@@ -55,6 +45,14 @@ pub(super) async fn run(
                     break;
                 }
             }
+        }
+        // Rows arrive in order: the batch's first is the oldest not yet in
+        // the store (for the lag gauge; when it was recorded).
+        if let Some(first) = events.first() {
+            lag.oldest_ms.store(
+                first.ts.saturating_add(first.latency_ms).max(1),
+                Ordering::Relaxed,
+            );
         }
         write_batch(store.as_ref(), &events).await;
         segments.remove(&NO_SEGMENT);

@@ -236,10 +236,17 @@ async fn metrics_count_what_was_sent_for_the_token_or_an_admin_and_no_one_else()
         ),
         1.0
     );
-    assert!(metrics
-        .samples
-        .iter()
-        .any(|s| s.metric == "keygate_ledger_pending_events"));
+    // The ledger was flushed above (events_of): nothing is pending.
+    let (_, after_flush) = scrape(&gw, &token).await;
+    assert_eq!(sum(&after_flush, "keygate_ledger_pending_events", &[]), 0.0);
+    assert_eq!(
+        sum(
+            &after_flush,
+            "keygate_ledger_oldest_pending_age_seconds",
+            &[]
+        ),
+        0.0
+    );
     assert!(metrics
         .samples
         .iter()
@@ -373,5 +380,62 @@ async fn the_token_cache_counts_a_miss_then_hits() {
     assert_eq!(lookups("miss"), 1.0, "{text}");
     assert_eq!(lookups("hit"), 2.0, "{text}");
     assert!(!text.contains(&access));
+    gw.finish().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_and_cooling_show_by_provider_key_and_kind() {
+    let token = random(32);
+    let gw = gateway(&token).await;
+    let (_, key) = gw.create_key(json!({"name": "unlucky"})).await;
+    gw.fault(json!({"status": 429, "count": 1})).await;
+    assert!(!gw.chat(&key, chat_body(false)).await.status().is_success());
+    let (text, metrics) = scrape(&gw, &token).await;
+    let failures = |metrics: &Scrape, kind| {
+        sum(
+            metrics,
+            "keygate_upstream_failures_total",
+            &[("provider", "openai"), ("kind", kind)],
+        )
+    };
+    assert_eq!(failures(&metrics, "status_429"), 1.0, "{text}");
+    assert_eq!(
+        sum(
+            &metrics,
+            "keygate_upstream_key_healthy",
+            &[("provider", "openai"), ("key", "0")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "keygate_upstream_healthy",
+            &[("provider", "openai")]
+        ),
+        1.0
+    );
+
+    gw.fault(json!({"status": 503, "count": 1})).await;
+    assert_eq!(gw.chat(&key, chat_body(false)).await.status(), 502);
+    let (text, metrics) = scrape(&gw, &token).await;
+    assert_eq!(failures(&metrics, "status_5xx"), 1.0, "{text}");
+    assert_eq!(failures(&metrics, "timeout"), 0.0);
+    assert_eq!(
+        sum(
+            &metrics,
+            "keygate_upstream_healthy",
+            &[("provider", "openai")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "keygate_upstream_healthy",
+            &[("provider", "anthropic")]
+        ),
+        1.0
+    );
     gw.finish().await;
 }
