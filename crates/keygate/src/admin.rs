@@ -218,14 +218,44 @@ async fn require_instance_wide(
     }
 }
 
+/// Let the request through only with an instance-wide admin credential of
+/// any role, still in the store (`/metrics`, which shows every tenant's
+/// spend). The error is the one the admin API would answer.
+pub(crate) async fn require_instance_admin(
+    state: &AppState,
+    request: &http::request::Parts,
+    what: &str,
+) -> Result<(), ApiError> {
+    let id =
+        credential_of(state, &request.headers, request.uri.query()).map_err(|(error, _)| error)?;
+    match state.store.get_key(&id).await {
+        Ok(Some(record)) if record.kind == KeyKind::Admin => Actor::from_record(&record)
+            .require_instance(what)
+            .map_err(|refused| refused.0),
+        Ok(_) => Err(ApiError::unauthorized(
+            "revoked_api_key",
+            "This admin credential no longer exists.",
+        )),
+        Err(error) => Err(store_failed(error).0),
+    }
+}
+
 /// The admin credential's key id; on refusal, the error and the id of the
 /// key that was presented, when it was a known one.
 fn admin_credential(
     state: &AppState,
     request: &Request,
 ) -> Result<String, (ApiError, Option<String>)> {
-    refuse_credential_in_query(request.uri().query()).map_err(|e| (e, None))?;
-    let presented = required_credential(request.headers()).map_err(|e| (e, None))?;
+    credential_of(state, request.headers(), request.uri().query())
+}
+
+fn credential_of(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Result<String, (ApiError, Option<String>)> {
+    refuse_credential_in_query(query).map_err(|e| (e, None))?;
+    let presented = required_credential(headers).map_err(|e| (e, None))?;
     let entry = state
         .keys
         .verify(presented, crate::time::now_ms())

@@ -141,6 +141,9 @@ pub struct RawConfig {
     pub leak_report_keys: Option<PathBuf>,
     /// `KEYGATE_LOG_BODIES`: log bodies (redacted) at debug level.
     pub log_bodies: Option<bool>,
+    /// `KEYGATE_METRICS_TOKEN`: a bearer token that may scrape `/metrics`
+    /// (admin credentials always may).
+    pub metrics_token: Option<String>,
     /// Model prices over the shipped table, US dollars per million tokens:
     /// `[prices."gpt-4o"] input = 2.5, cached_input = 1.25, output = 10.0`.
     /// A glob (`"claude-*"`) prices the models it matches that have no
@@ -220,6 +223,27 @@ pub struct Config {
     /// Validated price entries (nanodollars per million tokens) laid over
     /// the shipped table, by model name or glob.
     pub prices: BTreeMap<String, crate::ledger::pricing::Price>,
+    /// `KEYGATE_METRICS_TOKEN`: the bearer token a scraper may present at
+    /// `/metrics` instead of an admin credential.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// Shortest scrape token accepted.
+const MIN_METRICS_TOKEN: usize = 16;
+
+/// The scrape token: long enough not to be guessed, and sendable as a
+/// bearer token (printable ASCII, no spaces).
+fn metrics_token(token: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    if token.len() < MIN_METRICS_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "metrics_token / KEYGATE_METRICS_TOKEN",
+            format!("must be at least {MIN_METRICS_TOKEN} printable characters without spaces"),
+        ));
+    }
+    Ok(Some(SecretString::from(token)))
 }
 
 /// Default body limit: 32 MiB, room for requests that carry several images.
@@ -440,6 +464,7 @@ impl Config {
         let (limits, counters) =
             limits::validate(raw.limits, raw.redis_url, raw.redis_prefix, env)?;
         let prices = prices(raw.prices, env)?;
+        let metrics_token = metrics_token(env.var("KEYGATE_METRICS_TOKEN").or(raw.metrics_token))?;
         let oauth = oauth::validate(raw.oauth, listen, env)?;
         let anomaly = anomaly::validate(raw.anomaly, env)?;
         let dashboard = dashboard::validate(raw.dashboard, env)?;
@@ -528,6 +553,7 @@ impl Config {
                 .or(raw.log_bodies.map(|b| b.to_string()))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             prices,
+            metrics_token,
         })
     }
 
@@ -717,6 +743,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("postgres"));
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_file_or_the_environment_and_must_be_long() {
+        use secrecy::ExposeSecret;
+        let file_token = "f".repeat(20);
+        let env_token = "e".repeat(24);
+        let raw: RawConfig = toml::from_str(&format!("metrics_token = \"{file_token}\"")).unwrap();
+        let c = Config::from_raw(raw, &env(&[])).unwrap();
+        assert_eq!(c.metrics_token.unwrap().expose_secret(), file_token);
+        let raw: RawConfig = toml::from_str(&format!("metrics_token = \"{file_token}\"")).unwrap();
+        let c = Config::from_raw(raw, &env(&[("KEYGATE_METRICS_TOKEN", &env_token)])).unwrap();
+        assert_eq!(c.metrics_token.unwrap().expose_secret(), env_token);
+        assert!(Config::from_raw(RawConfig::default(), &env(&[]))
+            .unwrap()
+            .metrics_token
+            .is_none());
+        for bad in ["short", "has a space in the middle"] {
+            let e = Config::from_raw(
+                RawConfig::default(),
+                &env(&[("KEYGATE_METRICS_TOKEN", bad)]),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("KEYGATE_METRICS_TOKEN"), "{e}");
+            assert!(!e.to_string().contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -123,6 +123,33 @@ pub struct Ledger {
     committed: watch::Receiver<u64>,
     /// Anomaly detection, offered every recorded row (shared by clones).
     observer: Arc<std::sync::OnceLock<crate::anomaly::Feed>>,
+    /// Metrics, counting every recorded row (shared by clones).
+    metrics: Arc<std::sync::OnceLock<Arc<crate::telemetry::metrics::Metrics>>>,
+    /// Rows accepted and committed, for the lag gauges.
+    lag: Arc<LagCounters>,
+}
+
+/// What the writer has not yet moved into the store (atomics: the request
+/// path adds one increment, the writer two stores per batch).
+#[derive(Debug, Default)]
+pub(crate) struct LagCounters {
+    /// Rows recorded (journaled and queued).
+    accepted: std::sync::atomic::AtomicU64,
+    /// Rows the writer is done with (committed, or refused by the store).
+    committed: std::sync::atomic::AtomicU64,
+    /// When the oldest row of the batch being written was recorded, Unix
+    /// ms; 0 while no batch is in hand.
+    oldest_ms: std::sync::atomic::AtomicI64,
+}
+
+/// The ledger's backlog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lag {
+    /// Rows recorded but not yet written to the store.
+    pub pending: u64,
+    /// Age of the oldest such row, ms (0 when none; a row that waits in the
+    /// queue while the writer is idle for an instant also reads as 0).
+    pub oldest_age_ms: i64,
 }
 
 /// Rows waiting for the store before producers are made to wait.
@@ -155,13 +182,22 @@ impl Ledger {
         let journal = Arc::new(Journal::open(journal_dir)?);
         let (messages, rx) = mpsc::channel(QUEUE);
         let (committed_tx, committed) = watch::channel(0);
-        let writer = tokio::spawn(writer::run(store, Arc::clone(&journal), rx, committed_tx));
+        let lag = Arc::new(LagCounters::default());
+        let writer = tokio::spawn(writer::run(
+            store,
+            Arc::clone(&journal),
+            rx,
+            committed_tx,
+            Arc::clone(&lag),
+        ));
         Ok((
             Ledger {
                 messages,
                 journal,
                 committed,
                 observer: Arc::new(std::sync::OnceLock::new()),
+                metrics: Arc::new(std::sync::OnceLock::new()),
+                lag,
             },
             writer,
         ))
@@ -175,13 +211,48 @@ impl Ledger {
         }
     }
 
+    /// Count every row recorded from now on, by this handle and every
+    /// clone, in `metrics` (once; a second call is ignored).
+    pub fn count_in(&self, metrics: Arc<crate::telemetry::metrics::Metrics>) {
+        if self.metrics.set(metrics).is_err() {
+            tracing::debug!("the ledger already feeds metrics");
+        }
+    }
+
+    /// The writer's backlog at `now_ms`.
+    pub fn lag(&self, now_ms: i64) -> Lag {
+        use std::sync::atomic::Ordering;
+        let committed = self.lag.committed.load(Ordering::Relaxed);
+        let pending = self
+            .lag
+            .accepted
+            .load(Ordering::Relaxed)
+            .saturating_sub(committed);
+        let oldest = self.lag.oldest_ms.load(Ordering::Relaxed);
+        Lag {
+            pending,
+            oldest_age_ms: if pending > 0 && oldest > 0 {
+                now_ms.saturating_sub(oldest).max(0)
+            } else {
+                0
+            },
+        }
+    }
+
     /// Record a row. When this returns the row is in the journal: it
     /// survives a crash of the gateway and reaches the store shortly; it
-    /// has been offered to anomaly detection (which never waits).
+    /// has been offered to anomaly detection (which never waits) and
+    /// counted in the metrics.
     pub async fn record(&self, event: UsageEvent) {
         if let Some(feed) = self.observer.get() {
             feed.offer(&event);
         }
+        if let Some(metrics) = self.metrics.get() {
+            metrics.observe(&event);
+        }
+        self.lag
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let segment = match self.journal.append(&event) {
             Ok(segment) => segment,
             Err(e) => {

@@ -322,13 +322,22 @@ impl Provider {
         healthy.into_iter().chain(cooled)
     }
 
-    fn key_is_healthy(&self, key: usize, now: i64) -> bool {
+    /// How many keys (identities) this provider has.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether key `key` is in use at `now` (not cooling down after a
+    /// refusal or a rate limit).
+    pub fn key_is_healthy(&self, key: usize, now: i64) -> bool {
         self.keys
             .get(key)
             .is_some_and(|k| k.cooled_until_ms.load(Ordering::Relaxed) <= now)
     }
 
-    fn is_healthy(&self, now: i64) -> bool {
+    /// Whether the provider is in use at `now` (not cooling down after
+    /// failures).
+    pub fn is_healthy(&self, now: i64) -> bool {
         self.cooled_until_ms.load(Ordering::Relaxed) <= now
     }
 

@@ -15,6 +15,7 @@ use crate::policy::estimate;
 use crate::policy::governor::{Demand, KeyView, Permit, Precision, TokenView};
 use crate::providers::{Call, Failure, Operation, Registry, Route};
 use crate::server::AppState;
+use crate::telemetry::metrics::UpstreamFailure;
 use crate::translate::{self, Format};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -519,6 +520,10 @@ async fn proxy(
             }
         };
         if let Some((failure, error)) = retryable(&upstream, &provider.name, op) {
+            state.metrics.upstream_failure(
+                &provider.name,
+                UpstreamFailure::from_status(upstream.status().as_u16()),
+            );
             last_error = Some(error);
             // A refused key whose source now holds another value (the
             // operator rotated it) is retried at once with the new one; so
@@ -774,7 +779,12 @@ async fn send_upstream(
     call: &Call<'_>,
     key: usize,
 ) -> Result<(reqwest::Response, Option<Arc<SecretString>>), (Failure, ApiError)> {
-    let (request, secret) = route.provider.request(&state.http, call, key).await?;
+    let failed = |kind| state.metrics.upstream_failure(&route.provider.name, kind);
+    let (request, secret) = route
+        .provider
+        .request(&state.http, call, key)
+        .await
+        .inspect_err(|_| failed(UpstreamFailure::Credential))?;
     // The first-byte timeout bounds the wait for the response head (then the
     // next upstream is tried); the whole-answer timeout bounds reading a
     // non-streamed body, and the relay's idle timeout a stream.
@@ -787,12 +797,17 @@ async fn send_upstream(
             .min(state.config.upstream_timeout)
     };
     match tokio::time::timeout(head_timeout, request.send()).await {
-        Err(_) => Err((Failure::Unavailable, ApiError::gateway_timeout())),
+        Err(_) => {
+            failed(UpstreamFailure::Timeout);
+            Err((Failure::Unavailable, ApiError::gateway_timeout()))
+        }
         Ok(Ok(response)) => Ok((response, secret)),
         Ok(Err(error)) if error.is_timeout() => {
+            failed(UpstreamFailure::Timeout);
             Err((Failure::Unavailable, ApiError::gateway_timeout()))
         }
         Ok(Err(error)) => {
+            failed(UpstreamFailure::Connect);
             tracing::warn!(provider = %route.provider.name, error = %error.without_url(), "upstream request failed");
             Err((
                 Failure::Unavailable,

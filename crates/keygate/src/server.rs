@@ -66,6 +66,9 @@ pub enum StartError {
     /// The limit counters (Redis) could not be reached.
     #[error(transparent)]
     Counters(#[from] crate::policy::counters::CounterError),
+    /// The metrics recorder could not be built.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -103,6 +106,8 @@ pub struct Shared {
     pub federation: crate::auth::oauth::federation::IssuerKeys,
     /// Anomaly detection and the credential-stuffing lockout.
     pub anomaly: crate::anomaly::Anomaly,
+    /// Prometheus metrics (`/metrics`); the ledger counts every row in them.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 impl Deref for AppState {
@@ -133,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(crate::proxy::list_models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(crate::telemetry::metrics::serve))
         .merge(crate::auth::oauth::routes())
         .route("/leak-reports", post(crate::leaks::report::receive))
         .nest("/admin/v1", crate::admin::router(state.clone()))
@@ -615,6 +621,12 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
     if let Some(feed) = anomaly.feed() {
         ledger.observe(feed.clone());
     }
+    let metrics = Arc::new(
+        crate::telemetry::metrics::Metrics::new(&registry, prices.model_names())
+            .map_err(StartError::Metrics)?,
+    );
+    metrics.spawn_upkeep();
+    ledger.count_in(Arc::clone(&metrics));
     let signing = crate::auth::signing::SigningKeys::start(
         Arc::clone(&store),
         credentials.clone(),
@@ -651,6 +663,7 @@ pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
         tokens,
         federation: crate::auth::oauth::federation::IssuerKeys::new()?,
         anomaly,
+        metrics,
     })?;
     crate::lifecycle::spawn(
         crate::lifecycle::Lifecycle::new(&state),

@@ -1,7 +1,9 @@
 //! Logging: `KEYGATE_LOG` (an env-filter, default `info`) and
 //! `KEYGATE_LOG_FORMAT` (`text` or `json`), to standard error. Every line,
 //! and every panic message, passes the [`redact`] redactor on its way out.
+//! Prometheus metrics are in [`metrics`].
 
+pub mod metrics;
 pub mod redact;
 
 use std::io::Write;

@@ -40,6 +40,7 @@ use crate::store::RevokedToken;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The JWT `typ` of access tokens (RFC 9068 §2.1).
@@ -246,6 +247,9 @@ pub struct Tokens {
     revoked: DashMap<String, i64>,
     /// Verified tokens by the SHA-256 of their text.
     verified: DashMap<[u8; 32], Arc<TokenGrant>>,
+    /// Verifications answered from `verified`, and those that were not.
+    cache_hits: std::sync::atomic::AtomicU64,
+    cache_misses: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -266,6 +270,8 @@ impl Tokens {
             config,
             revoked: DashMap::new(),
             verified: DashMap::new(),
+            cache_hits: std::sync::atomic::AtomicU64::new(0),
+            cache_misses: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -310,8 +316,12 @@ impl Tokens {
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let grant = match self.verified.get(&digest) {
-            Some(grant) => Arc::clone(grant.value()),
+            Some(grant) => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                Arc::clone(grant.value())
+            }
             None => {
+                self.cache_misses.fetch_add(1, Ordering::Relaxed);
                 let grant = Arc::new(self.verify_signed(token)?);
                 self.remember(digest, &grant, now_ms);
                 grant
@@ -319,6 +329,15 @@ impl Tokens {
         };
         self.check_live(&grant, now_ms)?;
         Ok(grant)
+    }
+
+    /// Verifications answered from the verified-token cache, and those
+    /// that checked a signature (for the metrics).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (
+            self.cache_hits.load(Ordering::Relaxed),
+            self.cache_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Times and revocation of an already verified token.

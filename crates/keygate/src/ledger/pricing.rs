@@ -234,6 +234,11 @@ impl Prices {
         })
     }
 
+    /// Every model priced by name (not by a pattern).
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.exact.keys().map(String::as_str)
+    }
+
     /// The shipped table with the configuration's `[prices]` over it.
     pub fn from_config(config: &crate::config::Config) -> Result<Prices, PriceError> {
         Prices::shipped_with(&config.prices)

@@ -4,6 +4,7 @@ use super::journal::{Journal, NO_SEGMENT};
 use super::{Message, UsageEvent};
 use crate::store::Store;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,6 +20,7 @@ pub(super) async fn run(
     journal: Arc<Journal>,
     mut rx: mpsc::Receiver<Message>,
     committed: watch::Sender<u64>,
+    lag: Arc<super::LagCounters>,
 ) {
     let mut events: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
     let mut segments: HashMap<u64, u64> = HashMap::new();
@@ -44,9 +46,20 @@ pub(super) async fn run(
                 }
             }
         }
+        // Rows arrive in order: the batch's first is the oldest not yet in
+        // the store (for the lag gauge; when it was recorded).
+        if let Some(first) = events.first() {
+            lag.oldest_ms.store(
+                first.ts.saturating_add(first.latency_ms).max(1),
+                Ordering::Relaxed,
+            );
+        }
         write_batch(store.as_ref(), &events).await;
         segments.remove(&NO_SEGMENT);
         journal.committed(&segments);
+        lag.committed
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        lag.oldest_ms.store(0, Ordering::Relaxed);
         committed.send_modify(|n| *n += events.len() as u64);
         events.clear();
         segments.clear();

@@ -134,6 +134,7 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
                 rotated: 1,
                 failed: 1,
                 expired: 0,
+                sessions_ended: 0,
                 skipped: false
             }
         );
@@ -228,6 +229,7 @@ async fn owners_are_reminded_once_and_opted_in_keys_rotate_through_their_webhook
                 rotated: 0,
                 failed: 1,
                 expired: 0,
+                sessions_ended: 0,
                 skipped: false
             }
         );
