@@ -229,6 +229,24 @@ fn checked_id(id: &str) -> Option<&str> {
         .then_some(id)
 }
 
+fn no_such_key(signed_in: &SignedIn) -> Response {
+    problem(
+        Some(signed_in),
+        StatusCode::NOT_FOUND,
+        "No such key",
+        "There is no such key.",
+    )
+}
+
+fn unreadable_form(signed_in: &SignedIn) -> Response {
+    problem(
+        Some(signed_in),
+        StatusCode::BAD_REQUEST,
+        "Form not understood",
+        "The form could not be read.",
+    )
+}
+
 /// The create and policy forms (every field optional; blank = not set).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct KeyForm {
@@ -433,12 +451,7 @@ pub(crate) async fn create(
     form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return problem(
-            Some(&signed_in),
-            StatusCode::BAD_REQUEST,
-            "Form not understood",
-            "The form could not be read.",
-        );
+        return unreadable_form(&signed_in);
     };
     let body = match create_body(&form) {
         Ok(body) => body,
@@ -524,12 +537,7 @@ pub(crate) async fn show(
     query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(id) = checked_id(&id) else {
-        return problem(
-            Some(&signed_in),
-            StatusCode::NOT_FOUND,
-            "No such key",
-            "There is no such key.",
-        );
+        return no_such_key(&signed_in);
     };
     let answer = actions::call(
         &state,
@@ -628,20 +636,10 @@ pub(crate) async fn update_policy(
     form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some(id) = checked_id(&id) else {
-        return problem(
-            Some(&signed_in),
-            StatusCode::NOT_FOUND,
-            "No such key",
-            "There is no such key.",
-        );
+        return no_such_key(&signed_in);
     };
     let Ok(Form(form)) = form else {
-        return problem(
-            Some(&signed_in),
-            StatusCode::BAD_REQUEST,
-            "Form not understood",
-            "The form could not be read.",
-        );
+        return unreadable_form(&signed_in);
     };
     let body = match update_body(&form) {
         Ok(body) => body,
@@ -685,12 +683,7 @@ pub(crate) async fn rotate(
     form: Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some(id) = checked_id(&id) else {
-        return problem(
-            Some(&signed_in),
-            StatusCode::NOT_FOUND,
-            "No such key",
-            "There is no such key.",
-        );
+        return no_such_key(&signed_in);
     };
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let grace = blank(&form.grace).unwrap_or("24h").to_string();
@@ -730,12 +723,7 @@ async fn simple_change(
     done: &str,
 ) -> Response {
     let Some(id) = checked_id(id) else {
-        return problem(
-            Some(signed_in),
-            StatusCode::NOT_FOUND,
-            "No such key",
-            "There is no such key.",
-        );
+        return no_such_key(signed_in);
     };
     let answer = actions::call(
         state,

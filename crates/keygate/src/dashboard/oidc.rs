@@ -52,9 +52,12 @@ fn refused(state: &AppState, status: StatusCode, message: &str) -> Response {
 }
 
 async fn get_json(state: &AppState, url: &str) -> Result<Value, String> {
-    let response = state
-        .http
-        .get(url)
+    json_answer(state.http.get(url)).await
+}
+
+/// Send a request to the provider and read its JSON answer (bounded).
+async fn json_answer(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    let response = request
         .send()
         .await
         .map_err(|e| format!("the OpenID Provider did not answer: {}", e.without_url()))?;
@@ -366,25 +369,7 @@ async fn redeem(
     if let Some(secret) = &oidc.client_secret {
         request = request.basic_auth(&oidc.client_id, Some(secret.expose_secret()));
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
-    if !response.status().is_success() {
-        return Err(format!(
-            "token endpoint answered HTTP {}",
-            response.status().as_u16()
-        ));
-    }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err("token endpoint answer too large".to_string());
-    }
-    let answer: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| "token endpoint answer is not JSON".to_string())?;
+    let answer = json_answer(request).await?;
     let id_token = answer
         .get("id_token")
         .and_then(Value::as_str)

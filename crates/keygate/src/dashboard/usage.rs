@@ -184,6 +184,26 @@ fn query_string(query: &ExplorerQuery) -> String {
     out.finish()
 }
 
+/// Check the request and read its rows: at most `limit`, from the page's
+/// offset or (an export) from the first.
+async fn read(
+    state: &AppState,
+    signed_in: &SignedIn,
+    query: &ExplorerQuery,
+    limit: i64,
+    from_first: bool,
+) -> Result<(Explorer, Vec<UsageTotal>), Response> {
+    let explorer = explorer(signed_in, query)
+        .map_err(|message| problem(Some(signed_in), StatusCode::BAD_REQUEST, "Usage", message))?;
+    let offset = if from_first { 0 } else { explorer.offset };
+    let totals = state
+        .store
+        .usage_explorer(&explorer.filter, &explorer.by, limit, offset)
+        .await
+        .map_err(|error| store_failed(signed_in, error))?;
+    Ok((explorer, totals))
+}
+
 /// `GET /dashboard/usage`.
 pub(crate) async fn page(
     State(state): State<AppState>,
@@ -191,24 +211,9 @@ pub(crate) async fn page(
     query: Result<Query<ExplorerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    let explorer = match explorer(&signed_in, &query) {
-        Ok(explorer) => explorer,
-        Err(message) => {
-            return problem(Some(&signed_in), StatusCode::BAD_REQUEST, "Usage", message)
-        }
-    };
-    let totals = match state
-        .store
-        .usage_explorer(
-            &explorer.filter,
-            &explorer.by,
-            PAGE_SIZE + 1,
-            explorer.offset,
-        )
-        .await
-    {
-        Ok(totals) => totals,
-        Err(error) => return store_failed(&signed_in, error),
+    let (explorer, totals) = match read(&state, &signed_in, &query, PAGE_SIZE + 1, false).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
     let has_next = totals.len() as i64 > PAGE_SIZE;
     let rows = totals
@@ -262,19 +267,9 @@ pub(crate) async fn csv(
     query: Result<Query<ExplorerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    let explorer = match explorer(&signed_in, &query) {
-        Ok(explorer) => explorer,
-        Err(message) => {
-            return problem(Some(&signed_in), StatusCode::BAD_REQUEST, "Usage", message)
-        }
-    };
-    let totals = match state
-        .store
-        .usage_explorer(&explorer.filter, &explorer.by, CSV_ROWS, 0)
-        .await
-    {
-        Ok(totals) => totals,
-        Err(error) => return store_failed(&signed_in, error),
+    let (explorer, totals) = match read(&state, &signed_in, &query, CSV_ROWS, true).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut header_row: Vec<&str> = explorer.by.iter().map(|g| g.name()).collect();
