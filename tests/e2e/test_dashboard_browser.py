@@ -22,6 +22,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(
     os.environ.get("KEYGATE_E2E_ARTIFACTS", Path(__file__).resolve().parents[2] / "target" / "e2e-artifacts")
 ) / "dashboard"
+# axe-core (npm, installed by scripts/test) checks each page against WCAG
+# 2 A/AA: labels, contrast, names, structure.
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 # How long the browser waits for an element or a live update (an upper
 # bound on waiting for an event, not a sleep).
 WAIT_MS = 20_000
@@ -53,6 +56,11 @@ class Page:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000})
         self.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+        # An init script, so the page's own Content-Security-Policy (no
+        # inline script) stays on for everything the page itself runs.
+        assert AXE.exists(), "axe-core is missing; scripts/test installs it (npm ci --prefix tests/e2e)"
+        self.context.add_init_script(path=str(AXE))
+        self.violations: dict[str, Any] = {}
         self.page = self.context.new_page()
         self.page.set_default_timeout(WAIT_MS)
         self.errors: list[str] = []
@@ -61,6 +69,13 @@ class Page:
         self.shots: list[str] = []
 
     def shot(self, name: str) -> None:
+        found = self.page.evaluate(
+            """async () => (await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}}))
+                 .violations.map(v => ({id: v.id, impact: v.impact,
+                                        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"""
+        )
+        if found:
+            self.violations[name] = found
         path = ARTIFACTS / f"{len(self.shots) + 1:02d}-{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         self.shots.append(path.name)
@@ -224,5 +239,6 @@ def test_the_dashboard_journey_in_chromium(chromium: Any, dash: Gateway) -> None
     expect(page).to_have_url(re.compile(r".*/dashboard/sign-in.*"))
 
     assert tab.errors == [], f"browser console errors (CSP violations included): {tab.errors}"
+    assert tab.violations == {}, f"accessibility (axe-core, WCAG 2 A/AA) violations: {tab.violations}"
     (ARTIFACTS / "screenshots.txt").write_text("\n".join(tab.shots) + "\n")
     tab.context.close()
