@@ -892,3 +892,130 @@ async fn dashboard_store_cursor_names() {
     })
     .await;
 }
+
+/// Times the dashboard's queries on a database seeded by
+/// `tests/e2e/dashboard_seed.py` (ignored; run by hand):
+///
+/// ```text
+/// KEYGATE_DASHBOARD_DB=/tmp/seed/keygate.db cargo nextest run \
+///     -E 'test(dashboard_store_timing)' --run-ignored only --no-capture
+/// ```
+///
+/// Each query runs three times; the best time is printed (the first run
+/// also warms the page cache).
+#[tokio::test]
+#[ignore = "needs a seeded database (KEYGATE_DASHBOARD_DB)"]
+async fn dashboard_store_timing() {
+    use keygate::store::DashboardStore;
+    let Ok(path) = std::env::var("KEYGATE_DASHBOARD_DB") else {
+        panic!("set KEYGATE_DASHBOARD_DB to a seeded keygate.db");
+    };
+    let store = SqliteStore::open(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    let last = store
+        .usage_events(
+            &UsageFilter {
+                since: Some(0),
+                ..Default::default()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(!last.is_empty(), "a seeded database");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let now = (wall / HOUR + 1) * HOUR;
+    let midnight = now / DAY * DAY;
+    let everything = TenantScope::default();
+    let range = |since: i64| UsageFilter {
+        since: Some(since),
+        until: Some(now),
+        ..Default::default()
+    };
+    macro_rules! time {
+        ($name:expr, $query:expr) => {{
+            let mut best = std::time::Duration::MAX;
+            let mut size = 0;
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let result = $query.await.unwrap();
+                best = best.min(started.elapsed());
+                size = format!("{result:?}").len();
+            }
+            println!(
+                "{:<44} {:>9.1} ms  ({size} bytes of result)",
+                $name,
+                best.as_secs_f64() * 1e3
+            );
+        }};
+    }
+    time!(
+        "summary 24 h",
+        store.usage_summary(&everything, now - DAY, now)
+    );
+    time!(
+        "summary 30 d",
+        store.usage_summary(&everything, now - 30 * DAY, now)
+    );
+    time!(
+        "series 30 d daily by model",
+        store.usage_series(
+            &everything,
+            midnight - 29 * DAY,
+            now,
+            DAY,
+            SeriesSplit::Model
+        )
+    );
+    time!(
+        "series 30 d daily by project",
+        store.usage_series(
+            &everything,
+            midnight - 29 * DAY,
+            now,
+            DAY,
+            SeriesSplit::Project
+        )
+    );
+    time!(
+        "series 7 d 6-hourly by model",
+        store.usage_series(
+            &everything,
+            now - 7 * DAY,
+            now,
+            6 * HOUR,
+            SeriesSplit::Model
+        )
+    );
+    time!(
+        "explorer by owner 30 d (top 50)",
+        store.usage_explorer(&range(now - 30 * DAY), &[UsageGroup::Owner], 50, 0)
+    );
+    time!(
+        "explorer by project 30 d (top 50)",
+        store.usage_explorer(&range(now - 30 * DAY), &[UsageGroup::Project], 50, 0)
+    );
+    time!(
+        "explorer by provider 24 h",
+        store.usage_explorer(&range(now - DAY), &[UsageGroup::Provider], 50, 0)
+    );
+    time!(
+        "key_counts data, whole instance",
+        store.key_counts(KeyKind::Data, &everything, wall)
+    );
+    time!(
+        "key_counts data, one organisation",
+        store.key_counts(
+            KeyKind::Data,
+            &TenantScope {
+                org_id: Some("org_seed1".into()),
+                project_id: None
+            },
+            wall
+        )
+    );
+}
