@@ -1,14 +1,16 @@
 """Scale seed for the dashboard's timing test: a SQLite database created and
 migrated by keygate, filled with a million data keys and ten million ledger
-rows, and the hourly rollup rebuilt from them.
+rows, and the usage rollups (hourly, daily, daily totals) rebuilt from them.
 
 Not a test itself (no test_ prefix): the dashboard timing test imports
 `seed_sqlite`, and it can be run by hand:
 
     python3 tests/e2e/dashboard_seed.py /tmp/seed-dir [--keys N] [--rows N]
+    python3 tests/e2e/dashboard_seed.py /tmp/seed-dir --rollups-only
 
 (with a data directory it first runs `keygate serve` once to create and
-migrate `keygate.db` there, then seeds it, then times a start on it).
+migrate `keygate.db` there, then seeds it, then times a start on it;
+`--rollups-only` just rebuilds the rollups of an already seeded database).
 
 Everything is generated inside SQLite (recursive CTEs), so Python never
 holds the rows. Secrets are never generated: `secret_hash` is random hex
@@ -50,13 +52,51 @@ MIGRATION = (
 )
 
 
-def rollup_statement() -> str:
-    """The migration's own INSERT … SELECT that fills usage_hourly."""
+ROLLUPS = ("usage_hourly", "usage_daily", "usage_daily_totals")
+
+
+def rollup_statements() -> list[tuple[str, str]]:
+    """The migration's own INSERT … SELECT statements that fill the rollups,
+    as (table, statement), in the migration's order (the daily totals are
+    summed from usage_daily, so they come after it)."""
     text = MIGRATION.read_text()
-    match = re.search(r"INSERT INTO usage_hourly.*?;", text, re.S)
-    if match is None:
-        raise RuntimeError(f"no usage_hourly backfill in {MIGRATION}")
-    return match.group(0)
+    statements = [
+        (m.group(1), m.group(0))
+        for m in re.finditer(r"^INSERT INTO (\w+) .*?;", text, re.S | re.M)
+    ]
+    if tuple(table for table, _ in statements) != ROLLUPS:
+        raise RuntimeError(f"expected the backfills of {ROLLUPS} in {MIGRATION}")
+    return statements
+
+
+def rebuild_rollups(db: sqlite3.Connection, log=print) -> dict[str, float]:
+    """Empty the rollups and refill them with the migration's statements;
+    returns the seconds each took."""
+    timings: dict[str, float] = {}
+    for table, statement in rollup_statements():
+        t = time.monotonic()
+        db.execute("BEGIN")
+        db.execute(f"DELETE FROM {table}")
+        db.execute(statement)
+        db.execute("COMMIT")
+        timings[table] = time.monotonic() - t
+        count = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        log(f"seed: {table} rebuilt ({count} rows) in {timings[table]:.1f}s")
+    return timings
+
+
+def _fast(db: sqlite3.Connection) -> None:
+    """Bulk-load settings: no journal, no syncs (a crash means reseeding)."""
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA temp_store = MEMORY")
+    db.execute("PRAGMA cache_size = -1000000")  # 1 GB
+    db.execute("PRAGMA locking_mode = EXCLUSIVE")
+
+
+def _normal(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA locking_mode = NORMAL")
+    db.execute("PRAGMA journal_mode = WAL")
 
 
 def _case(values: list[str], index_sql: str) -> str:
@@ -76,7 +116,7 @@ def seed_sqlite(
     """Fill a keygate SQLite database (already created and migrated by
     `keygate serve`, not running) with `keys` data keys over ORGS
     organisations, PROJECTS projects and OWNERS owners, and `rows` ledger
-    rows over the last `days` days; rebuild usage_hourly. Returns the
+    rows over the last `days` days; rebuild the rollups. Returns the
     seconds each phase took."""
     if now_ms is None:
         now_ms = int(time.time() * 1000)
@@ -84,11 +124,7 @@ def seed_sqlite(
     timings: dict[str, float] = {}
     db = sqlite3.connect(db_path, isolation_level=None)
     try:
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        db.execute("PRAGMA temp_store = MEMORY")
-        db.execute("PRAGMA cache_size = -1000000")  # 1 GB
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        _fast(db)
 
         t = time.monotonic()
         db.execute("BEGIN")
@@ -110,7 +146,7 @@ def seed_sqlite(
         # Secondary indexes are built once at the end, not row by row.
         indexes = db.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-            "AND tbl_name IN ('keys', 'usage_events', 'usage_hourly') AND sql IS NOT NULL"
+            "AND tbl_name IN ('keys', 'usage_events') AND sql IS NOT NULL"
         ).fetchall()
         for name, _ in indexes:
             db.execute(f"DROP INDEX {name}")
@@ -155,8 +191,18 @@ def seed_sqlite(
         # Ledger rows, oldest first (request ids ascending, so the primary
         # key index is appended to): half the traffic from the busiest 1%
         # of keys, 3% refused or failed. A row's tenancy is its key's.
+        # SQLite flattens the inner SELECT into the outer one, so a column
+        # defined with random() would be drawn anew at each use (a row's
+        # key, owner and project would disagree); the key, model and token
+        # counts are therefore hashes of n (multiplicative hashes with
+        # distinct odd multipliers, high bits), the same at every use.
         t = time.monotonic()
-        pick = "abs(random()) % 8"
+        multipliers = [2654435761, 2246822519, 3266489917, 668265263]
+
+        def mix(which: int) -> str:
+            return f"(((n * {multipliers[which - 1]}) % 4294967296) / 256)"
+
+        pick = f"{mix(2)} % 8"
         provider = _case([f"'{m[0]}'" for m in MODELS], "m")
         model = _case([f"'{m[1]}'" for m in MODELS], "m")
         in_price = _case([str(m[2]) for m in MODELS], "m")
@@ -182,11 +228,11 @@ def seed_sqlite(
             FROM (
                 SELECT n,
                     ?2 - ?3 + (n * ?3) / ?1 + abs(random()) % 1000 AS ts,
-                    CASE WHEN n % 2 = 0 THEN abs(random()) % {busy}
-                         ELSE abs(random()) % ?4 END AS k,
+                    CASE WHEN n % 2 = 0 THEN {mix(1)} % {busy}
+                         ELSE {mix(1)} % ?4 END AS k,
                     {pick} AS m,
-                    50 + abs(random()) % 4000 AS pt,
-                    abs(random()) % 1200 AS ct,
+                    50 + {mix(3)} % 4000 AS pt,
+                    {mix(4)} % 1200 AS ct,
                     CASE WHEN n % 100 = 1 THEN 429 WHEN n % 100 = 2 THEN 500
                          WHEN n % 100 = 3 THEN 400 ELSE 200 END AS status
                 FROM seq
@@ -206,17 +252,9 @@ def seed_sqlite(
         timings["indexes"] = time.monotonic() - t
         log(f"seed: {len(indexes)} indexes in {timings['indexes']:.1f}s")
 
-        t = time.monotonic()
-        db.execute("BEGIN")
-        db.execute("DELETE FROM usage_hourly")
-        db.execute(rollup_statement())
-        db.execute("COMMIT")
-        timings["usage_hourly"] = time.monotonic() - t
-        hourly = db.execute("SELECT COUNT(*) FROM usage_hourly").fetchone()[0]
-        log(f"seed: usage_hourly rebuilt ({hourly} rows) in {timings['usage_hourly']:.1f}s")
+        timings.update(rebuild_rollups(db, log))
     finally:
-        db.execute("PRAGMA locking_mode = NORMAL")
-        db.execute("PRAGMA journal_mode = WAL")
+        _normal(db)
         db.close()
     timings["total"] = sum(timings.values())
     return timings
@@ -307,9 +345,20 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rollups-only", action="store_true")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     db_path = args.data_dir / "keygate.db"
+    if args.rollups_only:
+        db = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            _fast(db)
+            timings = rebuild_rollups(db)
+        finally:
+            _normal(db)
+            db.close()
+        print("rollup timings (s):", {k: round(v, 1) for k, v in timings.items()})
+        sys.exit(0)
     if not db_path.exists():
         seconds, _ = start_once(args.data_dir)
         print(f"created and migrated {db_path} in {seconds:.1f}s")

@@ -23,7 +23,7 @@ pub use alert_outbox::{
 pub use anomaly::{AnomalyStore, KeyHistory, HISTORY_BUCKET_MS};
 pub use dashboard::{
     DashboardStore, KeyActivity, KeyCounts, KeyPage, KeyPageQuery, KeySort, KeyState, SeriesSplit,
-    TenantScope, UsagePoint, ROLLUP_BUCKET_MS,
+    TenantScope, UsagePoint, DAY_MS, ROLLUP_BUCKET_MS,
 };
 pub use leaks::{Exposure, ExposureGroup, LeakReportRecord, LeakStore};
 pub use limits::{BalanceTopUp, LimitStore, OwnerBudget};

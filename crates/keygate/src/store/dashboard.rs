@@ -1,9 +1,31 @@
-//! What the dashboard reads. Usage comes from an hourly rollup of the
-//! ledger (maintained in the same transaction as the ledger rows, counting
-//! each request once even when a batch is retried), so the overview, the
-//! charts and the usage explorer read aggregates, never the whole ledger;
-//! keys come a page at a time, by keyset pagination on indexed columns.
+//! What the dashboard reads. Usage comes from rollups of the ledger
+//! (migration 0016; maintained in the same transaction as the ledger rows,
+//! counting each request once even when a batch is retried), so the
+//! overview, the charts and the usage explorer read aggregates, never the
+//! whole ledger; keys come a page at a time, by keyset pagination on
+//! indexed columns.
+//!
+//! The rollups are sized by time, not by the number of keys or owners:
+//! `usage_hourly` (hour, tenancy, provider, model), `usage_daily` (UTC
+//! day, tenancy, owner, provider, model) and `usage_daily_totals`
+//! (`usage_daily` summed over owners). Each query reads the smallest that
+//! answers it exactly:
+//!
+//! - [`DashboardStore::usage_series`]: whole-day buckets starting at a UTC
+//!   midnight read the daily totals (the hours of a last, partial day from
+//!   the hourly rollup); any other buckets read the hourly rollup.
+//! - [`DashboardStore::usage_summary`]: the whole UTC days inside the
+//!   range from the daily totals, the hours at either end from the hourly
+//!   rollup.
+//! - [`DashboardStore::usage_explorer`]: grouped or filtered by key, the
+//!   ledger; by owner, `usage_daily` over the range rounded outward to
+//!   whole UTC days; otherwise the hourly rollup for ranges up to
+//!   [`HOURLY_EXPLORER_MAX_MS`], beyond that as the summary (daily totals
+//!   plus hourly edges).
+//! - Key counts read one covering index (`keys_kind_state`), never the
+//!   table.
 
+use super::sql::{Rollup, RollupPart, UsageSource};
 use super::{KeyRecord, StoreError, UsageFilter, UsageGroup, UsageTotal};
 use crate::auth::KeyKind;
 use std::collections::HashMap;
@@ -11,6 +33,13 @@ use std::collections::HashMap;
 /// Width of a rollup bucket: one hour (Unix ms). Series buckets are whole
 /// multiples of it.
 pub const ROLLUP_BUCKET_MS: i64 = 3_600_000;
+
+/// A UTC day, ms: the period of the daily rollups.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Explorer ranges (without owner) up to this long read the hourly rollup
+/// alone; longer ones read whole days from the daily totals.
+pub const HOURLY_EXPLORER_MAX_MS: i64 = 8 * DAY_MS;
 
 /// The tenancy a dashboard reader sees: its admin credential's scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,7 +176,9 @@ pub trait DashboardStore {
     /// Usage in scope over `[since, until)` (Unix ms, hour-aligned by the
     /// caller), in buckets of `bucket_ms` (a multiple of
     /// [`ROLLUP_BUCKET_MS`]) split as asked, ascending by bucket then group.
-    /// Buckets without use are absent.
+    /// Buckets without use are absent. Buckets of whole days from a UTC
+    /// midnight read the daily totals, others the hourly rollup; the result
+    /// is the same.
     async fn usage_series(
         &self,
         scope: &TenantScope,
@@ -157,8 +188,9 @@ pub trait DashboardStore {
         split: SeriesSplit,
     ) -> Result<Vec<UsagePoint>, StoreError>;
 
-    /// Usage in scope over `[since, until)`, summed (`bucket_ms` = `since`,
-    /// `group` = `None`).
+    /// Usage in scope over `[since, until)` (hour-aligned), summed
+    /// (`bucket_ms` = `since`, `group` = `None`): whole UTC days from the
+    /// daily totals, the hours at either end from the hourly rollup.
     async fn usage_summary(
         &self,
         scope: &TenantScope,
@@ -167,9 +199,17 @@ pub trait DashboardStore {
     ) -> Result<UsagePoint, StoreError>;
 
     /// The usage explorer: like [`Store::usage_totals`](super::Store), but
-    /// read from the rollup whenever neither `by` nor `filter` needs the
-    /// key (the rollup holds no key id), and from the ledger's indexes
+    /// read from the rollups whenever neither `by` nor `filter` needs the
+    /// key (the rollups hold no key id), and from the ledger's indexes
     /// otherwise; `filter.since`/`until` are required and hour-aligned.
+    ///
+    /// Grouped or filtered by owner, it reads `usage_daily`, so **the
+    /// range is rounded outward to whole UTC days**: `since` down to its
+    /// midnight, `until` up to the next one (unless already a midnight).
+    /// Without owner (and without key) the range is exact: the hourly
+    /// rollup for ranges up to [`HOURLY_EXPLORER_MAX_MS`], whole days from
+    /// the daily totals plus the hours at either end beyond that.
+    ///
     /// Sorted by cost, highest first; at most `limit` rows after `offset`.
     async fn usage_explorer(
         &self,
@@ -328,7 +368,7 @@ where
     })
 }
 
-/// The sums a usage point reads from `usage_hourly`.
+/// The sums a usage point reads from the rollups.
 pub(crate) const POINT_SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, \
      CAST(SUM(errors) AS BIGINT) AS errors, \
      CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
@@ -336,6 +376,98 @@ pub(crate) const POINT_SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, 
      CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
      CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos, \
      CAST(SUM(latency_ms_sum) AS BIGINT) AS latency_ms_sum";
+
+fn floor_day(t: i64) -> i64 {
+    t.div_euclid(DAY_MS).saturating_mul(DAY_MS)
+}
+
+fn ceil_day(t: i64) -> i64 {
+    let floor = floor_day(t);
+    if floor == t {
+        t
+    } else {
+        floor.saturating_add(DAY_MS)
+    }
+}
+
+fn hourly(since: Option<i64>, until: Option<i64>) -> RollupPart {
+    RollupPart {
+        rollup: Rollup::Hourly,
+        since,
+        until,
+    }
+}
+
+/// The rollup rows that add up to `[since, until)` exactly (an absent
+/// bound: unbounded): the whole UTC days inside it from `days`, the hours
+/// before the first and after the last from `usage_hourly`. Never empty.
+pub(crate) fn day_parts(since: Option<i64>, until: Option<i64>, days: Rollup) -> Vec<RollupPart> {
+    let first = since.map(ceil_day);
+    let last = until.map(floor_day);
+    if let (Some(first), Some(last)) = (first, last) {
+        if first >= last {
+            return vec![hourly(since, until)];
+        }
+    }
+    let mut parts = Vec::new();
+    if let (Some(since), Some(first)) = (since, first) {
+        if since < first {
+            parts.push(hourly(Some(since), Some(first)));
+        }
+    }
+    parts.push(RollupPart {
+        rollup: days,
+        since: first,
+        until: last,
+    });
+    if let (Some(last), Some(until)) = (last, until) {
+        if last < until {
+            parts.push(hourly(Some(last), Some(until)));
+        }
+    }
+    parts
+}
+
+/// Where a series over `[since, until)` in buckets of `bucket_ms` reads:
+/// whole-day buckets from a UTC midnight hold whole days (but for the
+/// last, which may end inside one), so the daily totals serve them.
+pub(crate) fn series_parts(since: i64, until: i64, bucket_ms: i64) -> Vec<RollupPart> {
+    if bucket_ms % DAY_MS == 0 && since.rem_euclid(DAY_MS) == 0 {
+        day_parts(Some(since), Some(until), Rollup::DailyTotals)
+    } else {
+        vec![hourly(Some(since), Some(until))]
+    }
+}
+
+/// The rollup filter of a dashboard reader's scope.
+pub(crate) fn scope_filter(scope: &TenantScope) -> UsageFilter {
+    UsageFilter {
+        scope_org_id: scope.org_id.clone(),
+        scope_project_id: scope.project_id.clone(),
+        ..UsageFilter::default()
+    }
+}
+
+/// Where the explorer reads (see [`DashboardStore::usage_explorer`]).
+pub(crate) fn explorer_source(filter: &UsageFilter, by: &[UsageGroup]) -> UsageSource {
+    // `by` empty means by key and model, as in usage_totals.
+    if by.is_empty() || by.contains(&UsageGroup::Key) || filter.key_id.is_some() {
+        return UsageSource::Ledger;
+    }
+    if by.contains(&UsageGroup::Owner) || filter.owner.is_some() {
+        return UsageSource::Rollup(vec![RollupPart {
+            rollup: Rollup::Daily,
+            since: filter.since.map(floor_day),
+            until: filter.until.map(ceil_day),
+        }]);
+    }
+    match (filter.since, filter.until) {
+        (Some(since), Some(until)) if until.saturating_sub(since) <= HOURLY_EXPLORER_MAX_MS => {
+            UsageSource::Rollup(vec![hourly(Some(since), Some(until))])
+        }
+        (since, until) => UsageSource::Rollup(day_parts(since, until, Rollup::DailyTotals)),
+    }
+}
 
 /// The largest character: `x || MAX_CHAR` is above every text that starts
 /// with `x` (in byte order), so a prefix is a range an index can serve.
@@ -382,7 +514,7 @@ macro_rules! impl_dashboard_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new("SELECT ");
                 query
                     .push_bind(since)
-                    .push(" + CAST((hour_ms - ")
+                    .push(" + CAST((t - ")
                     .push_bind(since)
                     .push(") / ")
                     .push_bind(bucket_ms)
@@ -394,11 +526,13 @@ macro_rules! impl_dashboard_store {
                 }
                 query
                     .push($crate::store::dashboard::POINT_SUMS)
-                    .push(" FROM usage_hourly WHERE hour_ms >= ")
-                    .push_bind(since)
-                    .push(" AND hour_ms < ")
-                    .push_bind(until);
-                Self::push_tenant_scope(&mut query, scope);
+                    .push(" FROM ");
+                Self::push_rollup_parts(
+                    &mut query,
+                    &$crate::store::dashboard::series_parts(since, until, bucket_ms),
+                    group.as_slice(),
+                    &$crate::store::dashboard::scope_filter(scope),
+                );
                 query.push(" GROUP BY bucket");
                 if group.is_some() {
                     query.push(", grp");
@@ -422,11 +556,17 @@ macro_rules! impl_dashboard_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new("SELECT ");
                 query
                     .push($crate::store::dashboard::POINT_SUMS)
-                    .push(" FROM usage_hourly WHERE hour_ms >= ")
-                    .push_bind(since)
-                    .push(" AND hour_ms < ")
-                    .push_bind(until);
-                Self::push_tenant_scope(&mut query, scope);
+                    .push(" FROM ");
+                Self::push_rollup_parts(
+                    &mut query,
+                    &$crate::store::dashboard::day_parts(
+                        Some(since),
+                        Some(until),
+                        $crate::store::sql::Rollup::DailyTotals,
+                    ),
+                    &[],
+                    &$crate::store::dashboard::scope_filter(scope),
+                );
                 let row = query.build().fetch_one(&self.pool).await?;
                 $crate::store::dashboard::point_from_row(&row, Some(since), false)
             }
@@ -438,19 +578,8 @@ macro_rules! impl_dashboard_store {
                 limit: i64,
                 offset: i64,
             ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
-                use $crate::store::sql::UsageSource;
-                use $crate::store::UsageGroup;
-                // The rollup has every column but the key's id (`by` empty
-                // means by key and model, as in usage_totals).
-                let source = if by.is_empty()
-                    || by.contains(&UsageGroup::Key)
-                    || filter.key_id.is_some()
-                {
-                    UsageSource::Ledger
-                } else {
-                    UsageSource::Rollup
-                };
-                self.grouped_usage(source, filter, by, Some((limit, offset))).await
+                let source = $crate::store::dashboard::explorer_source(filter, by);
+                self.grouped_usage(&source, filter, by, Some((limit, offset))).await
             }
 
             async fn key_page(
@@ -641,3 +770,138 @@ macro_rules! impl_dashboard_store {
 }
 
 pub(crate) use impl_dashboard_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = ROLLUP_BUCKET_MS;
+    const D: i64 = DAY_MS;
+    /// A UTC midnight.
+    const M: i64 = 1_700_006_400_000;
+
+    fn part(rollup: Rollup, since: i64, until: i64) -> RollupPart {
+        RollupPart {
+            rollup,
+            since: Some(since),
+            until: Some(until),
+        }
+    }
+
+    #[test]
+    fn whole_days_from_daily_totals_edges_from_hourly() {
+        use Rollup::{DailyTotals, Hourly};
+        assert_eq!(
+            day_parts(Some(M - 5 * H), Some(M + 3 * D + 2 * H), DailyTotals),
+            vec![
+                part(Hourly, M - 5 * H, M),
+                part(DailyTotals, M, M + 3 * D),
+                part(Hourly, M + 3 * D, M + 3 * D + 2 * H),
+            ]
+        );
+        assert_eq!(
+            day_parts(Some(M), Some(M + 2 * D), DailyTotals),
+            vec![part(DailyTotals, M, M + 2 * D)]
+        );
+        // No whole day inside: hours only.
+        for (since, until) in [
+            (M - H, M + 5 * H),
+            (M + H, M + 20 * H),
+            (M, M + 23 * H),
+            (M, M),
+        ] {
+            assert_eq!(
+                day_parts(Some(since), Some(until), DailyTotals),
+                vec![part(Hourly, since, until)]
+            );
+        }
+        // Open ends stay open.
+        assert_eq!(
+            day_parts(None, Some(M + 2 * H), DailyTotals),
+            vec![
+                RollupPart {
+                    rollup: DailyTotals,
+                    since: None,
+                    until: Some(M)
+                },
+                part(Hourly, M, M + 2 * H),
+            ]
+        );
+    }
+
+    #[test]
+    fn series_reads_days_only_for_day_buckets_from_a_midnight() {
+        use Rollup::{DailyTotals, Hourly};
+        assert_eq!(
+            series_parts(M - 30 * D, M + 5 * H, D),
+            vec![part(DailyTotals, M - 30 * D, M), part(Hourly, M, M + 5 * H)]
+        );
+        assert_eq!(
+            series_parts(M - 30 * D, M, 7 * D),
+            vec![part(DailyTotals, M - 30 * D, M)]
+        );
+        assert_eq!(
+            series_parts(M - 7 * D, M, 6 * H),
+            vec![part(Hourly, M - 7 * D, M)]
+        );
+        assert_eq!(
+            series_parts(M + H, M + 9 * D, D),
+            vec![part(Hourly, M + H, M + 9 * D)]
+        );
+    }
+
+    #[test]
+    fn explorer_routes_by_owner_key_and_length() {
+        use Rollup::{Daily, DailyTotals, Hourly};
+        let filter = |since: i64, until: i64| UsageFilter {
+            since: Some(since),
+            until: Some(until),
+            ..UsageFilter::default()
+        };
+        let rollup = |parts: Vec<RollupPart>| UsageSource::Rollup(parts);
+        // Key: the ledger.
+        assert_eq!(explorer_source(&filter(M, M + H), &[]), UsageSource::Ledger);
+        assert_eq!(
+            explorer_source(&filter(M, M + H), &[UsageGroup::Key, UsageGroup::Owner]),
+            UsageSource::Ledger
+        );
+        let for_key = UsageFilter {
+            key_id: Some("k".into()),
+            ..filter(M, M + H)
+        };
+        assert_eq!(
+            explorer_source(&for_key, &[UsageGroup::Model]),
+            UsageSource::Ledger
+        );
+        // Owner: usage_daily over whole days around the range.
+        assert_eq!(
+            explorer_source(&filter(M + 5 * H, M + 7 * H), &[UsageGroup::Owner]),
+            rollup(vec![part(Daily, M, M + D)])
+        );
+        let of_owner = UsageFilter {
+            owner: Some("o".into()),
+            ..filter(M - 30 * D, M + D)
+        };
+        assert_eq!(
+            explorer_source(&of_owner, &[UsageGroup::Model]),
+            rollup(vec![part(Daily, M - 30 * D, M + D)])
+        );
+        // Otherwise: hourly up to eight days, daily totals and hourly
+        // edges beyond.
+        assert_eq!(
+            explorer_source(&filter(M - 8 * D, M), &[UsageGroup::Provider]),
+            rollup(vec![part(Hourly, M - 8 * D, M)])
+        );
+        assert_eq!(
+            explorer_source(
+                &filter(M - 30 * D + 3 * H, M + 2 * H),
+                &[UsageGroup::Project]
+            ),
+            rollup(vec![
+                part(Hourly, M - 30 * D + 3 * H, M - 29 * D),
+                part(DailyTotals, M - 29 * D, M),
+                part(Hourly, M, M + 2 * H),
+            ])
+        );
+    }
+}

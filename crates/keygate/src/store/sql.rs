@@ -9,38 +9,120 @@ pub(crate) const USAGE_CHUNK: usize = 32;
 /// Rollup groups per upsert statement.
 pub(crate) const ROLLUP_CHUNK: usize = 32;
 
-/// Where usage totals are read from.
+/// A rollup of the ledger (migration 0016): sums per period, tenancy,
+/// provider and model (and owner, in the daily one), '' for absent values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rollup {
+    /// `usage_hourly`: per hour, no owner.
+    Hourly,
+    /// `usage_daily`: per UTC day and owner.
+    Daily,
+    /// `usage_daily_totals`: per UTC day, summed over owners.
+    DailyTotals,
+}
+
+impl Rollup {
+    /// Every rollup, in the order writers lock them.
+    pub(crate) const ALL: [Rollup; 3] = [Rollup::Hourly, Rollup::Daily, Rollup::DailyTotals];
+
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Rollup::Hourly => "usage_hourly",
+            Rollup::Daily => "usage_daily",
+            Rollup::DailyTotals => "usage_daily_totals",
+        }
+    }
+
+    /// The column holding the period's start, Unix ms.
+    pub(crate) fn time_column(self) -> &'static str {
+        match self {
+            Rollup::Hourly => "hour_ms",
+            Rollup::Daily | Rollup::DailyTotals => "day_ms",
+        }
+    }
+
+    /// The period, ms.
+    pub(crate) fn period_ms(self) -> i64 {
+        match self {
+            Rollup::Hourly => super::ROLLUP_BUCKET_MS,
+            Rollup::Daily | Rollup::DailyTotals => super::DAY_MS,
+        }
+    }
+
+    pub(crate) fn has_owner(self) -> bool {
+        self == Rollup::Daily
+    }
+
+    /// The primary key's columns.
+    pub(crate) fn key_columns(self) -> &'static str {
+        match self {
+            Rollup::Hourly => "hour_ms, org_id, project_id, provider, model",
+            Rollup::Daily => "day_ms, org_id, project_id, owner, provider, model",
+            Rollup::DailyTotals => "day_ms, org_id, project_id, provider, model",
+        }
+    }
+}
+
+/// The rows of one rollup whose period starts in `[since, until)` (an
+/// absent bound: unbounded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RollupPart {
+    pub(crate) rollup: Rollup,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+}
+
+/// Where usage totals are read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum UsageSource {
     /// The ledger, `usage_events`: one row per request.
     Ledger,
-    /// The hourly rollup, `usage_hourly`: no key ids, '' for absent values.
-    Rollup,
+    /// Rollup rows over disjoint time ranges, read as one (`UNION ALL`):
+    /// no key ids, '' for absent values.
+    Rollup(Vec<RollupPart>),
 }
 
-/// A rollup row's key: (hour, org, project, owner, provider, model), ''
-/// for an absent value.
+/// The sums of a rollup row, as its columns are named.
+pub(crate) const ROLLUP_SUMS: [&str; 7] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "latency_ms_sum",
+];
+
+/// A rollup row's key: (period start, org, project, owner, provider,
+/// model), '' for an absent value (and for the owner in a rollup without
+/// one).
 pub(crate) type RollupKey = (i64, String, String, String, String, String);
 
-/// A rollup row's sums: requests, errors, prompt, cached and completion
-/// tokens, cost in nanos, latency in ms.
+/// A rollup row's sums, as [`ROLLUP_SUMS`].
 pub(crate) type RollupSums = [i64; 7];
 
-/// The rollup rows `events` add up to, in key order (so concurrent writers
-/// lock rows in the same order).
+/// The rows of `rollup` that `events` add up to, in key order (so
+/// concurrent writers lock rows in the same order).
 pub(crate) fn rollup<'a>(
+    rollup: Rollup,
     events: impl IntoIterator<Item = &'a crate::ledger::UsageEvent>,
 ) -> std::collections::BTreeMap<RollupKey, RollupSums> {
     let mut groups = std::collections::BTreeMap::<RollupKey, RollupSums>::new();
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let period = rollup.period_ms();
     for e in events {
-        let hour = e.ts / super::ROLLUP_BUCKET_MS * super::ROLLUP_BUCKET_MS;
+        let start = e.ts / period * period;
+        let owner = if rollup.has_owner() {
+            text(&e.owner)
+        } else {
+            String::new()
+        };
         let sums = groups
             .entry((
-                hour,
+                start,
                 text(&e.org_id),
                 text(&e.project_id),
-                text(&e.owner),
+                owner,
                 text(&e.provider),
                 text(&e.model),
             ))
@@ -155,29 +237,30 @@ macro_rules! impl_store {
                 })
             }
 
+            /// ` WHERE …`: the rows of the ledger (`rollup` = `None`) or of
+            /// a rollup that `filter` selects, with the time column in
+            /// `[since, until)` instead of the filter's own range.
             fn push_filter(
                 query: &mut sqlx::QueryBuilder<'_, $db>,
                 filter: &$crate::store::UsageFilter,
-                source: $crate::store::sql::UsageSource,
+                rollup: Option<$crate::store::sql::Rollup>,
+                since: Option<i64>,
+                until: Option<i64>,
             ) {
-                use $crate::store::sql::UsageSource;
-                let ts = match source {
-                    UsageSource::Ledger => "ts",
-                    UsageSource::Rollup => "hour_ms",
-                };
+                let ts = rollup.map_or("ts", |r| r.time_column());
                 query.push(" WHERE 1 = 1");
                 if let Some(key_id) = &filter.key_id {
                     query.push(" AND key_id = ").push_bind(key_id.clone());
                 }
-                if let Some(since) = filter.since {
+                if let Some(since) = since {
                     query.push(format!(" AND {ts} >= ")).push_bind(since);
                 }
-                if let Some(until) = filter.until {
+                if let Some(until) = until {
                     query.push(format!(" AND {ts} < ")).push_bind(until);
                 }
-                match source {
+                match rollup {
                     // The caller's scope: keys as they are now.
-                    UsageSource::Ledger => {
+                    None => {
                         if let Some(org_id) = &filter.scope_org_id {
                             query
                                 .push(" AND key_id IN (SELECT id FROM keys WHERE org_id = ")
@@ -191,8 +274,8 @@ macro_rules! impl_store {
                                 .push(")");
                         }
                     }
-                    // The rollup holds no key: the tenancy the rows recorded.
-                    UsageSource::Rollup => {
+                    // The rollups hold no key: the tenancy the rows recorded.
+                    Some(_) => {
                         for (column, value) in [
                             ("org_id", &filter.scope_org_id),
                             ("project_id", &filter.scope_project_id),
@@ -216,13 +299,43 @@ macro_rules! impl_store {
                 }
             }
 
+            /// `(SELECT … UNION ALL SELECT …) AS u`: the rows of each part
+            /// that `filter` selects (its range replaced by the part's), as
+            /// `t` (the period's start), the `columns` asked for and every
+            /// sum. A part of a rollup without owners never has `owner`
+            /// among `columns` or in `filter` (the caller routes owner
+            /// queries to `usage_daily`).
+            pub(crate) fn push_rollup_parts(
+                query: &mut sqlx::QueryBuilder<'_, $db>,
+                parts: &[$crate::store::sql::RollupPart],
+                columns: &[&str],
+                filter: &$crate::store::UsageFilter,
+            ) {
+                let mut selected = columns.to_vec();
+                selected.extend($crate::store::sql::ROLLUP_SUMS);
+                let selected = selected.join(", ");
+                query.push("(");
+                for (n, part) in parts.iter().enumerate() {
+                    if n > 0 {
+                        query.push(" UNION ALL ");
+                    }
+                    query.push(format!(
+                        "SELECT {} AS t, {selected} FROM {}",
+                        part.rollup.time_column(),
+                        part.rollup.table()
+                    ));
+                    Self::push_filter(query, filter, Some(part.rollup), part.since, part.until);
+                }
+                query.push(") AS u");
+            }
+
             /// Totals of the rows `filter` selects in `source`, one per
             /// distinct value of the `by` columns: ordered by them (`null`
             /// first) without `page`, by cost (highest first, then the
             /// group columns) with `page` = `(limit, offset)`.
             async fn grouped_usage(
                 &self,
-                source: $crate::store::sql::UsageSource,
+                source: &$crate::store::sql::UsageSource,
                 filter: &$crate::store::UsageFilter,
                 by: &[$crate::store::UsageGroup],
                 page: Option<(i64, i64)>,
@@ -232,20 +345,17 @@ macro_rules! impl_store {
                 use sqlx::Row;
                 // A day is whole days since the epoch, the same integer
                 // division in both databases (no time-zone functions); it
-                // becomes a UTC calendar date below.
-                let (table, requests, errors, day_column): (&str, &str, &str, &str) = match source {
-                    UsageSource::Ledger => (
-                        "usage_events",
+                // becomes a UTC calendar date below. The rollup parts are
+                // read as `u`, their period's start as `t`.
+                let rollup = matches!(source, UsageSource::Rollup(_));
+                let (requests, errors, day_column) = if rollup {
+                    ("SUM(requests)", "SUM(errors)", "CAST(t / 86400000 AS BIGINT)")
+                } else {
+                    (
                         "COUNT(*)",
                         "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)",
                         "CAST(ts / 86400000 AS BIGINT)",
-                    ),
-                    UsageSource::Rollup => (
-                        "usage_hourly",
-                        "SUM(requests)",
-                        "SUM(errors)",
-                        "CAST(hour_ms / 86400000 AS BIGINT)",
-                    ),
+                    )
                 };
 
                 let by: &[UsageGroup] = if by.is_empty() {
@@ -275,7 +385,7 @@ macro_rules! impl_store {
                     .map(|c| {
                         if *c == day_column {
                             format!("{day_column} AS day_number")
-                        } else if source == UsageSource::Rollup {
+                        } else if rollup {
                             // The rollup stores '' for an absent value.
                             format!("NULLIF({c}, '') AS {c}")
                         } else {
@@ -291,9 +401,22 @@ macro_rules! impl_store {
                      CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
                      CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
                      CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
-                     FROM {table}"
+                     FROM "
                 ));
-                Self::push_filter(&mut query, filter, source);
+                match source {
+                    UsageSource::Ledger => {
+                        query.push("usage_events");
+                        Self::push_filter(&mut query, filter, None, filter.since, filter.until);
+                    }
+                    UsageSource::Rollup(parts) => {
+                        let stored: Vec<&str> = columns
+                            .iter()
+                            .copied()
+                            .filter(|c| *c != day_column)
+                            .collect();
+                        Self::push_rollup_parts(&mut query, parts, &stored, filter);
+                    }
+                }
                 query.push(format!(" GROUP BY {grouped}"));
                 if let Some((limit, offset)) = page {
                     query
@@ -842,38 +965,45 @@ macro_rules! impl_store {
                 }
                 // Each inserted id counts once (a batch may hold one twice;
                 // its first row is the one inserted).
-                let groups = $crate::store::sql::rollup(
-                    events.iter().filter(|e| inserted.remove(e.request_id.as_str())),
-                );
-                let groups: Vec<_> = groups.into_iter().collect();
-                for chunk in groups.chunks($crate::store::sql::ROLLUP_CHUNK) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO usage_hourly (hour_ms, org_id, project_id, owner, provider, \
-                         model, requests, errors, prompt_tokens, cached_tokens, completion_tokens, \
-                         cost_nanos, latency_ms_sum) ",
-                    );
-                    query.push_values(chunk, |mut row, ((hour, org, project, owner, provider, model), sums)| {
-                        row.push_bind(*hour)
-                            .push_bind(org.as_str())
-                            .push_bind(project.as_str())
-                            .push_bind(owner.as_str())
-                            .push_bind(provider.as_str())
-                            .push_bind(model.as_str());
-                        for sum in sums {
-                            row.push_bind(*sum);
-                        }
-                    });
-                    query.push(
-                        " ON CONFLICT (hour_ms, org_id, project_id, owner, provider, model) DO UPDATE SET \
-                         requests = usage_hourly.requests + excluded.requests, \
-                         errors = usage_hourly.errors + excluded.errors, \
-                         prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, \
-                         cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
-                         completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, \
-                         cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos, \
-                         latency_ms_sum = usage_hourly.latency_ms_sum + excluded.latency_ms_sum",
-                    );
-                    query.build().execute(&mut *tx).await?;
+                let counted: Vec<&$crate::ledger::UsageEvent> = events
+                    .iter()
+                    .filter(|e| inserted.remove(e.request_id.as_str()))
+                    .collect();
+                // Each rollup in turn, its rows in key order.
+                for rollup in $crate::store::sql::Rollup::ALL {
+                    let groups = $crate::store::sql::rollup(rollup, counted.iter().copied());
+                    let groups: Vec<_> = groups.into_iter().collect();
+                    let table = rollup.table();
+                    let sums = $crate::store::sql::ROLLUP_SUMS;
+                    let updates = sums
+                        .iter()
+                        .map(|s| format!("{s} = {table}.{s} + excluded.{s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    for chunk in groups.chunks($crate::store::sql::ROLLUP_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                            "INSERT INTO {table} ({}, {}) ",
+                            rollup.key_columns(),
+                            sums.join(", ")
+                        ));
+                        query.push_values(chunk, |mut row, ((start, org, project, owner, provider, model), sums)| {
+                            row.push_bind(*start)
+                                .push_bind(org.as_str())
+                                .push_bind(project.as_str());
+                            if rollup.has_owner() {
+                                row.push_bind(owner.as_str());
+                            }
+                            row.push_bind(provider.as_str()).push_bind(model.as_str());
+                            for sum in sums {
+                                row.push_bind(*sum);
+                            }
+                        });
+                        query.push(format!(
+                            " ON CONFLICT ({}) DO UPDATE SET {updates}",
+                            rollup.key_columns()
+                        ));
+                        query.build().execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
@@ -884,7 +1014,7 @@ macro_rules! impl_store {
                 filter: &$crate::store::UsageFilter,
                 by: &[$crate::store::UsageGroup],
             ) -> Result<Vec<$crate::store::UsageTotal>, $crate::store::StoreError> {
-                self.grouped_usage($crate::store::sql::UsageSource::Ledger, filter, by, None)
+                self.grouped_usage(&$crate::store::sql::UsageSource::Ledger, filter, by, None)
                     .await
             }
 
@@ -932,7 +1062,7 @@ macro_rules! impl_store {
                 limit: i64,
             ) -> Result<Vec<$crate::ledger::UsageEvent>, $crate::store::StoreError> {
                 let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM usage_events");
-                Self::push_filter(&mut query, filter, $crate::store::sql::UsageSource::Ledger);
+                Self::push_filter(&mut query, filter, None, filter.since, filter.until);
                 query.push(" ORDER BY ts, request_id LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(&self.pool).await?;
                 rows.iter().map(Self::event_from_row).collect()

@@ -1,6 +1,7 @@
 //! The dashboard's store queries (DashboardStore) on SQLite and PostgreSQL:
-//! the hourly rollup stays equal to the ledger, series and the explorer
-//! read it, and key lists page by keyset.
+//! the rollups (hourly, daily by owner, daily totals) stay equal to the
+//! ledger, whichever of them series, summaries and the explorer read, and
+//! key lists page by keyset.
 
 use crate::support::{drop_database, fresh_database};
 use keygate::auth::KeyKind;
@@ -8,13 +9,18 @@ use keygate::ledger::UsageEvent;
 use keygate::store::{
     postgres::PostgresStore, sqlite::SqliteStore, KeyCounts, KeyPageQuery, KeyRecord, KeySort,
     KeyState, SeriesSplit, Store, TenantScope, UsageFilter, UsageGroup, UsagePoint, UsageTotal,
-    ROLLUP_BUCKET_MS,
+    DAY_MS, ROLLUP_BUCKET_MS,
 };
 use std::collections::{BTreeMap, HashSet};
 
 const HOUR: i64 = ROLLUP_BUCKET_MS;
-/// Two hours before a UTC midnight, so the events span two days.
-const BASE: i64 = 1_700_006_400_000 - 2 * HOUR;
+const DAY: i64 = DAY_MS;
+/// A UTC midnight.
+const MIDNIGHT: i64 = 1_700_006_400_000;
+/// Two hours before it: the events span ten days and seven hours from
+/// here, so they start and end inside a day.
+const BASE: i64 = MIDNIGHT - 2 * HOUR;
+const SPAN: i64 = 10 * DAY + 7 * HOUR;
 
 async fn on_both<F, Fut>(test: F)
 where
@@ -86,7 +92,7 @@ fn event(i: usize) -> UsageEvent {
     };
     UsageEvent {
         request_id: format!("req_{i:05}"),
-        ts: BASE + (i as i64 * 613_000) % (5 * HOUR),
+        ts: BASE + (i as i64 * 2_411_117) % SPAN,
         key_id: (!refused).then(|| k.id.clone()),
         route: "/v1/chat/completions".into(),
         model: (!refused).then(|| model.into()),
@@ -190,74 +196,81 @@ fn canonical(mut totals: Vec<UsageTotal>) -> Vec<UsageTotal> {
     totals
 }
 
+/// Requests, errors, prompt, cached and completion tokens, cost.
+fn sums_of(point: &UsagePoint) -> [i64; 6] {
+    [
+        point.requests,
+        point.errors,
+        point.prompt_tokens,
+        point.cached_tokens,
+        point.completion_tokens,
+        point.cost_nanos,
+    ]
+}
+
+/// The same sums from the ledger (usage_totals) over `[since, until)`.
+async fn ledger_sums(store: &dyn Store, scope: &TenantScope, since: i64, until: i64) -> [i64; 6] {
+    let filter = UsageFilter {
+        since: Some(since),
+        until: Some(until),
+        scope_org_id: scope.org_id.clone(),
+        scope_project_id: scope.project_id.clone(),
+        ..Default::default()
+    };
+    let mut sums = [0; 6];
+    for t in store
+        .usage_totals(&filter, &[UsageGroup::Provider])
+        .await
+        .unwrap()
+    {
+        for (sum, value) in sums.iter_mut().zip([
+            t.requests,
+            t.errors,
+            t.prompt_tokens,
+            t.cached_tokens,
+            t.completion_tokens,
+            t.cost_nanos,
+        ]) {
+            *sum += value;
+        }
+    }
+    sums
+}
+
 async fn rollup_and_usage(store: Box<dyn Store>) {
     let store = store.as_ref();
     for n in 0..7 {
         store.insert_key(&usage_key(n)).await.unwrap();
     }
-    let all: Vec<UsageEvent> = (0..300).map(event).collect();
+    let all: Vec<UsageEvent> = (0..1200).map(event).collect();
     // Three batches, then the first retried, then one that repeats a row
-    // of its own and overlaps the second.
-    let mut overlapping: Vec<UsageEvent> = all[150..200].to_vec();
-    overlapping.push(all[180].clone());
-    overlapping.extend_from_slice(&all[200..300]);
+    // of its own and overlaps the third.
+    let mut overlapping: Vec<UsageEvent> = all[600..800].to_vec();
+    overlapping.push(all[650].clone());
+    overlapping.extend_from_slice(&all[800..1200]);
     let batches = vec![
-        all[0..100].to_vec(),
-        all[100..120].to_vec(),
-        all[120..170].to_vec(),
-        all[0..100].to_vec(),
+        all[0..400].to_vec(),
+        all[400..480].to_vec(),
+        all[480..700].to_vec(),
+        all[0..400].to_vec(),
         overlapping,
     ];
     for batch in &batches {
         store.append_usage(batch).await.unwrap();
     }
     let events = unique(&batches);
-    assert_eq!(events.len(), 300);
+    assert_eq!(events.len(), 1200);
 
-    // The rollup's total equals the ledger's.
+    assert!(
+        events.iter().any(|e| e.ts < MIDNIGHT)
+            && events.iter().any(|e| e.ts >= MIDNIGHT + 10 * DAY),
+        "the events span partial days at both ends"
+    );
+
+    // Summaries equal the ledger's totals: everything, ranges that start
+    // and end inside a day (hourly edges around whole days), ranges inside
+    // one day (hourly only), whole days only, and nothing.
     let everything = TenantScope::default();
-    let (since, until) = (BASE - 24 * HOUR, BASE + 24 * HOUR);
-    let summary = store
-        .usage_summary(&everything, since, until)
-        .await
-        .unwrap();
-    let expected = expected_series(
-        &events,
-        &everything,
-        since,
-        until,
-        48 * HOUR,
-        SeriesSplit::Total,
-    );
-    assert_eq!(expected.len(), 1);
-    assert_eq!(summary, expected[0]);
-    let ledger = store
-        .usage_totals(&UsageFilter::default(), &[UsageGroup::Provider])
-        .await
-        .unwrap();
-    assert_eq!(
-        summary.requests,
-        ledger.iter().map(|t| t.requests).sum::<i64>()
-    );
-    assert_eq!(
-        summary.cost_nanos,
-        ledger.iter().map(|t| t.cost_nanos).sum::<i64>()
-    );
-    assert_eq!(summary.errors, ledger.iter().map(|t| t.errors).sum::<i64>());
-    let empty = store
-        .usage_summary(&everything, BASE + 100 * HOUR, BASE + 101 * HOUR)
-        .await
-        .unwrap();
-    assert_eq!(
-        empty,
-        UsagePoint {
-            bucket_ms: BASE + 100 * HOUR,
-            ..Default::default()
-        }
-    );
-
-    // Series: every split, scope and bucket width, including a range that
-    // cuts off the first and last hours.
     let scopes = [
         everything.clone(),
         TenantScope {
@@ -270,6 +283,50 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
         },
     ];
     for scope in &scopes {
+        for (since, until) in [
+            (BASE - DAY, BASE + 12 * DAY),
+            (BASE, MIDNIGHT + 10 * DAY + 5 * HOUR),
+            (MIDNIGHT - HOUR, MIDNIGHT + 3 * DAY + 7 * HOUR),
+            (MIDNIGHT + 5 * HOUR, MIDNIGHT + 4 * DAY),
+            (MIDNIGHT + DAY, MIDNIGHT + 2 * DAY + HOUR),
+            (MIDNIGHT + DAY + HOUR, MIDNIGHT + DAY + 20 * HOUR),
+            (MIDNIGHT + 23 * HOUR, MIDNIGHT + 25 * HOUR),
+            (MIDNIGHT, MIDNIGHT + 3 * DAY),
+            (MIDNIGHT + DAY, MIDNIGHT + DAY),
+        ] {
+            let summary = store.usage_summary(scope, since, until).await.unwrap();
+            let expected = expected_series(
+                &events,
+                scope,
+                since,
+                until,
+                (until - since).max(HOUR),
+                SeriesSplit::Total,
+            )
+            .pop()
+            .unwrap_or_default();
+            assert_eq!(
+                summary,
+                UsagePoint {
+                    bucket_ms: since,
+                    ..expected
+                },
+                "{scope:?} {since} {until}"
+            );
+            let ledger = ledger_sums(store, scope, since, until).await;
+            assert_eq!(sums_of(&summary), ledger, "{scope:?} {since} {until}");
+        }
+    }
+    let whole = store
+        .usage_summary(&everything, BASE - DAY, BASE + 12 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(whole.requests, 1200);
+
+    // Series: every split and scope; hour buckets, 6-hour buckets, day
+    // buckets from a midnight (the daily totals, with a last partial day
+    // from the hourly rollup) and not from one (the hourly rollup).
+    for scope in &scopes {
         for split in [
             SeriesSplit::Total,
             SeriesSplit::Provider,
@@ -280,6 +337,11 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
                 (BASE, BASE + 5 * HOUR, HOUR),
                 (BASE - 3 * HOUR, BASE + 24 * HOUR, 2 * HOUR),
                 (BASE + HOUR, BASE + 4 * HOUR, 24 * HOUR),
+                (MIDNIGHT - DAY, MIDNIGHT + 7 * DAY, 6 * HOUR),
+                (MIDNIGHT - DAY, MIDNIGHT + 11 * DAY, DAY),
+                (MIDNIGHT, MIDNIGHT + 8 * DAY + 5 * HOUR, DAY),
+                (MIDNIGHT + DAY, MIDNIGHT + 10 * DAY + 3 * HOUR, 2 * DAY),
+                (MIDNIGHT + 3 * HOUR, MIDNIGHT + 9 * DAY, DAY),
             ] {
                 let series = store
                     .usage_series(scope, since, until, bucket, split)
@@ -288,6 +350,16 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
                 let expected = expected_series(&events, scope, since, until, bucket, split);
                 assert!(!expected.is_empty());
                 assert_eq!(series, expected, "{scope:?} {split:?} {since} {bucket}");
+                if split == SeriesSplit::Total {
+                    let mut sums = [0; 6];
+                    for point in &series {
+                        for (sum, value) in sums.iter_mut().zip(sums_of(point)) {
+                            *sum += value;
+                        }
+                    }
+                    let ledger = ledger_sums(store, scope, since, until).await;
+                    assert_eq!(sums, ledger, "{scope:?} {since} {until} {bucket}");
+                }
             }
         }
     }
@@ -299,37 +371,60 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
     assert_eq!(by_provider[0].group, None);
     assert!(by_provider.iter().all(|p| p.bucket_ms == BASE));
 
-    // The explorer from the rollup equals usage_totals over the ledger
-    // (the keys never moved, so "keys now in scope" is the recorded scope).
-    let day = 24 * HOUR;
-    let base_filter = UsageFilter {
-        since: Some(BASE - day),
-        until: Some(BASE + day),
+    // The explorer from the rollups equals usage_totals over the ledger
+    // (the keys never moved, so "keys now in scope" is the recorded scope):
+    // over the same range without owner, short (hourly) or long (daily
+    // totals and hourly edges); over the range rounded out to whole UTC
+    // days by owner or for one owner (usage_daily).
+    let short = UsageFilter {
+        since: Some(BASE - DAY),
+        until: Some(BASE + DAY),
         ..Default::default()
     };
-    let filters = [
-        base_filter.clone(),
-        UsageFilter {
-            scope_org_id: Some("org_0".into()),
-            ..base_filter.clone()
-        },
-        UsageFilter {
-            scope_project_id: Some("proj_1".into()),
-            owner: Some("owner1".into()),
-            ..base_filter.clone()
-        },
-        UsageFilter {
-            model: Some("gpt-4o".into()),
-            provider: Some("openai".into()),
-            ..base_filter.clone()
-        },
+    let long = UsageFilter {
+        since: Some(MIDNIGHT - 5 * HOUR),
+        until: Some(MIDNIGHT + 9 * DAY + 3 * HOUR),
+        ..Default::default()
+    };
+    let mut filters = Vec::new();
+    for base_filter in [&short, &long] {
+        filters.extend([
+            base_filter.clone(),
+            UsageFilter {
+                scope_org_id: Some("org_0".into()),
+                ..base_filter.clone()
+            },
+            UsageFilter {
+                scope_project_id: Some("proj_1".into()),
+                owner: Some("owner1".into()),
+                ..base_filter.clone()
+            },
+            UsageFilter {
+                model: Some("gpt-4o".into()),
+                provider: Some("openai".into()),
+                ..base_filter.clone()
+            },
+        ]);
+    }
+    filters.extend([
         UsageFilter {
             project_id: Some("proj_2".into()),
             since: Some(BASE + HOUR),
             until: Some(BASE + 3 * HOUR),
             ..Default::default()
         },
-    ];
+        UsageFilter {
+            owner: Some("owner2".into()),
+            since: Some(MIDNIGHT + DAY + 5 * HOUR),
+            until: Some(MIDNIGHT + DAY + 7 * HOUR),
+            ..Default::default()
+        },
+        UsageFilter {
+            since: Some(MIDNIGHT + 2 * DAY),
+            until: Some(MIDNIGHT + 12 * DAY),
+            ..Default::default()
+        },
+    ]);
     let groupings: [&[UsageGroup]; 7] = [
         &[UsageGroup::Owner],
         &[UsageGroup::Project],
@@ -348,7 +443,17 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
                     .all(|w| w[0].cost_nanos >= w[1].cost_nanos),
                 "highest cost first"
             );
-            let totals = store.usage_totals(filter, by).await.unwrap();
+            let owner = by.contains(&UsageGroup::Owner) || filter.owner.is_some();
+            let ledger_filter = if owner {
+                UsageFilter {
+                    since: filter.since.map(|s| s.div_euclid(DAY) * DAY),
+                    until: filter.until.map(|u| (u + DAY - 1).div_euclid(DAY) * DAY),
+                    ..filter.clone()
+                }
+            } else {
+                filter.clone()
+            };
+            let totals = store.usage_totals(&ledger_filter, by).await.unwrap();
             assert!(!totals.is_empty(), "{filter:?} {by:?}");
             assert_eq!(
                 canonical(explored.clone()),
@@ -363,7 +468,27 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
             assert_eq!(paged, explored, "{filter:?} {by:?}");
         }
     }
+    // The owner report's range really is rounded: a two-hour range by
+    // owner holds the whole day's use.
+    let (day_start, day_end) = (MIDNIGHT + DAY, MIDNIGHT + 2 * DAY);
+    let two_hours = UsageFilter {
+        since: Some(day_start + 5 * HOUR),
+        until: Some(day_start + 7 * HOUR),
+        ..Default::default()
+    };
+    let by_owner = store
+        .usage_explorer(&two_hours, &[UsageGroup::Owner], 1000, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_owner.iter().map(|t| t.requests).sum::<i64>(),
+        events
+            .iter()
+            .filter(|e| e.ts >= day_start && e.ts < day_end)
+            .count() as i64
+    );
 
+    let base_filter = short.clone();
     // By key, or for one key: from the ledger.
     for (filter, by) in [
         (base_filter.clone(), vec![UsageGroup::Key]),
@@ -404,6 +529,7 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
         events
             .iter()
             .filter(|e| e.key_id.as_deref() == Some(id))
+            .filter(|e| e.ts >= BASE - DAY && e.ts < BASE + DAY)
             .map(|e| e.cost_nanos)
             .sum::<i64>()
     };
@@ -443,7 +569,7 @@ async fn rollup_and_usage(store: Box<dyn Store>) {
         );
     }
     let later = store
-        .key_activity(&ids[..2], BASE + 100 * HOUR)
+        .key_activity(&ids[..2], BASE + 12 * DAY)
         .await
         .unwrap();
     assert_eq!(later["key_0001"].requests, 0);
@@ -765,4 +891,131 @@ async fn dashboard_store_cursor_names() {
         assert_eq!(unique.len(), names.len());
     })
     .await;
+}
+
+/// Times the dashboard's queries on a database seeded by
+/// `tests/e2e/dashboard_seed.py` (ignored; run by hand):
+///
+/// ```text
+/// KEYGATE_DASHBOARD_DB=/tmp/seed/keygate.db cargo nextest run \
+///     -E 'test(dashboard_store_timing)' --run-ignored only --no-capture
+/// ```
+///
+/// Each query runs three times; the best time is printed (the first run
+/// also warms the page cache).
+#[tokio::test]
+#[ignore = "needs a seeded database (KEYGATE_DASHBOARD_DB)"]
+async fn dashboard_store_timing() {
+    use keygate::store::DashboardStore;
+    let Ok(path) = std::env::var("KEYGATE_DASHBOARD_DB") else {
+        panic!("set KEYGATE_DASHBOARD_DB to a seeded keygate.db");
+    };
+    let store = SqliteStore::open(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    let last = store
+        .usage_events(
+            &UsageFilter {
+                since: Some(0),
+                ..Default::default()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(!last.is_empty(), "a seeded database");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let now = (wall / HOUR + 1) * HOUR;
+    let midnight = now / DAY * DAY;
+    let everything = TenantScope::default();
+    let range = |since: i64| UsageFilter {
+        since: Some(since),
+        until: Some(now),
+        ..Default::default()
+    };
+    macro_rules! time {
+        ($name:expr, $query:expr) => {{
+            let mut best = std::time::Duration::MAX;
+            let mut size = 0;
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let result = $query.await.unwrap();
+                best = best.min(started.elapsed());
+                size = format!("{result:?}").len();
+            }
+            println!(
+                "{:<44} {:>9.1} ms  ({size} bytes of result)",
+                $name,
+                best.as_secs_f64() * 1e3
+            );
+        }};
+    }
+    time!(
+        "summary 24 h",
+        store.usage_summary(&everything, now - DAY, now)
+    );
+    time!(
+        "summary 30 d",
+        store.usage_summary(&everything, now - 30 * DAY, now)
+    );
+    time!(
+        "series 30 d daily by model",
+        store.usage_series(
+            &everything,
+            midnight - 29 * DAY,
+            now,
+            DAY,
+            SeriesSplit::Model
+        )
+    );
+    time!(
+        "series 30 d daily by project",
+        store.usage_series(
+            &everything,
+            midnight - 29 * DAY,
+            now,
+            DAY,
+            SeriesSplit::Project
+        )
+    );
+    time!(
+        "series 7 d 6-hourly by model",
+        store.usage_series(
+            &everything,
+            now - 7 * DAY,
+            now,
+            6 * HOUR,
+            SeriesSplit::Model
+        )
+    );
+    time!(
+        "explorer by owner 30 d (top 50)",
+        store.usage_explorer(&range(now - 30 * DAY), &[UsageGroup::Owner], 50, 0)
+    );
+    time!(
+        "explorer by project 30 d (top 50)",
+        store.usage_explorer(&range(now - 30 * DAY), &[UsageGroup::Project], 50, 0)
+    );
+    time!(
+        "explorer by provider 24 h",
+        store.usage_explorer(&range(now - DAY), &[UsageGroup::Provider], 50, 0)
+    );
+    time!(
+        "key_counts data, whole instance",
+        store.key_counts(KeyKind::Data, &everything, wall)
+    );
+    time!(
+        "key_counts data, one organisation",
+        store.key_counts(
+            KeyKind::Data,
+            &TenantScope {
+                org_id: Some("org_seed1".into()),
+                project_id: None
+            },
+            wall
+        )
+    );
 }
