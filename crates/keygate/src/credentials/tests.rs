@@ -365,8 +365,8 @@ async fn failed_command_refresh_keeps_the_last_good_value_until_it_expires() {
 
 #[tokio::test(start_paused = true)]
 async fn command_invalidate_reruns_the_command_on_the_next_request() {
-    let secret_c = "upstream-third-value-for-rotation-0003";
-    let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Ok(SECRET_B), Ok(secret_c)]);
+    let third_value = "upstream-third-value-for-rotation-0003";
+    let (runner, runs, _ran) = fake_runner(vec![Ok(SECRET_A), Ok(SECRET_B), Ok(third_value)]);
     let c = Credential::from_command(vec!["aws".into()], Duration::from_secs(300), runner)
         .await
         .unwrap();
@@ -380,7 +380,7 @@ async fn command_invalidate_reruns_the_command_on_the_next_request() {
     assert_eq!(value(&c).await, SECRET_B, "debounced");
     tokio::time::advance(Duration::from_secs(2)).await;
     c.invalidate();
-    assert_eq!(value(&c).await, secret_c);
+    assert_eq!(value(&c).await, third_value);
     assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
 

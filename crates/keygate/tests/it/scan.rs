@@ -211,9 +211,11 @@ fn planted_corpus() -> (Vec<(String, String)>, Vec<Plant>) {
     });
     files.push((
         "keys/deploy.pem".into(),
+        // The armour is assembled here: no tracked line looks like a key's.
         format!(
-            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
-            pem_body.join("\n")
+            "{d}BEGIN RSA PRIVATE KEY{d}\n{}\n{d}END RSA PRIVATE KEY{d}\n",
+            pem_body.join("\n"),
+            d = "-".repeat(5)
         ),
     ));
     plants.push(Plant {
