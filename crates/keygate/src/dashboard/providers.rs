@@ -98,15 +98,19 @@ pub(crate) async fn page(
                 .iter()
                 .filter(|k| k.is_some())
                 .count();
-            let (state_name, note) = match health.cooled_until_ms {
+            // (shown name, CSS class, note)
+            let (state_name, state_class, note) = match health.cooled_until_ms {
                 Some(until) => (
                     "cooling down",
+                    "cooling-down",
                     format!("tried last until {}", format::time(until)),
                 ),
-                None if cooled_keys > 0 => {
-                    ("degraded", format!("{cooled_keys} key(s) cooling down"))
-                }
-                None => ("healthy", String::new()),
+                None if cooled_keys > 0 => (
+                    "degraded",
+                    "degraded",
+                    format!("{cooled_keys} key(s) cooling down"),
+                ),
+                None => ("healthy", "healthy", String::new()),
             };
             let h = hour.get(&provider.name).unwrap_or(&empty);
             let d = day.get(&provider.name).unwrap_or(&empty);
@@ -116,7 +120,7 @@ pub(crate) async fn page(
                 base_url: health.base_url.clone(),
                 weight: provider.weight,
                 state: state_name,
-                state_class: state_name.replace(' ', "-").leak(),
+                state_class,
                 state_note: note,
                 keys: format!(
                     "{} of {} available",
